@@ -1,0 +1,1 @@
+//! Patronus data plane.
