@@ -41,7 +41,10 @@ fn main() {
     let cflag_words: Vec<String> = cflags.split_whitespace().map(str::to_string).collect();
 
     let mut shim = cc::Build::new();
-    shim.file("shim/shim.c").include("shim").opt_level(3).warnings(false);
+    shim.file("shim/shim.c")
+        .include("shim")
+        .opt_level(3)
+        .warnings(false);
     for flag in &cflag_words {
         shim.flag(flag);
     }
@@ -81,9 +84,11 @@ fn main() {
     for flag in &cflag_words {
         builder = builder.clang_arg(flag);
     }
-    let bindings = builder
-        .generate()
-        .unwrap_or_else(|e| fail(&format!("bindgen failed on the DPDK {version} headers: {e}")));
+    let bindings = builder.generate().unwrap_or_else(|e| {
+        fail(&format!(
+            "bindgen failed on the DPDK {version} headers: {e}"
+        ))
+    });
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     bindings
         .write_to_file(out.join("bindings.rs"))

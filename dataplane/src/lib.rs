@@ -1,1 +1,21 @@
-//! Patronus data plane.
+//! The Patronus data plane.
+//!
+//! - [`buf`], [`wire`] and [`forward`] are pure packet logic: no I/O, no
+//!   allocation per packet, the time passed in. They are unit-tested on
+//!   [`buf::HeapBuf`] without DPDK.
+//! - [`dpdk`] is the safe layer over DPDK and the only module with `unsafe`.
+//! - [`worker`] is the poll-mode, run-to-completion loop that joins the two,
+//!   and [`stats`] the per-core counters the control thread reads.
+//!
+//! See docs/architecture.md.
+
+#![deny(unsafe_code)]
+
+pub mod buf;
+pub mod dpdk;
+pub mod forward;
+pub mod ringbed;
+pub mod stats;
+pub mod synth;
+pub mod wire;
+pub mod worker;

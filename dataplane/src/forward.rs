@@ -1,0 +1,225 @@
+//! Plain IP forwarding between port pairs by configured next-hop MAC: the
+//! foundation's "process" step, enough to prove the loop.
+//!
+//! A frame arriving on a port leaves by that port's peer (LAN ↔ WAN). Its
+//! destination MAC becomes the next hop configured for the output port, its
+//! source MAC the output port's own, and the IPv4 TTL / IPv6 hop limit is
+//! decremented (RFC 1812 §5.3.1, RFC 8200 §3) with an incremental IPv4
+//! checksum update (RFC 1624). Non-IP frames and expiring packets are
+//! dropped and counted; later issues punt them to the control thread.
+
+use crate::buf::PacketBuf;
+use crate::stats::{DropReason, MAX_PORTS};
+use crate::wire::ethernet::{self, EtherType};
+use crate::wire::{ipv4, ipv6};
+use crate::worker::{Processor, Verdict};
+
+/// Where packets from one input port go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardEntry {
+    /// Output port index.
+    pub out_port: u8,
+    /// The output port's own MAC, the new source address.
+    pub src_mac: ethernet::Address,
+    /// The next hop behind the output port, the new destination address.
+    pub dst_mac: ethernet::Address,
+}
+
+/// The forwarding table, indexed by input port.
+#[derive(Debug, Clone, Default)]
+pub struct Forwarder {
+    entries: [Option<ForwardEntry>; MAX_PORTS],
+}
+
+impl Forwarder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sends traffic arriving on `in_port` out as `entry` says. Fails for a
+    /// port index beyond [`MAX_PORTS`].
+    pub fn set(&mut self, in_port: u8, entry: ForwardEntry) -> Result<(), String> {
+        let slot = self
+            .entries
+            .get_mut(usize::from(in_port))
+            .ok_or_else(|| format!("port index {in_port} is beyond the {MAX_PORTS}-port limit"))?;
+        *slot = Some(entry);
+        Ok(())
+    }
+
+    pub fn entry(&self, in_port: u8) -> Option<&ForwardEntry> {
+        self.entries.get(usize::from(in_port))?.as_ref()
+    }
+}
+
+impl Processor for Forwarder {
+    #[inline]
+    fn process<B: PacketBuf>(&mut self, packet: &mut B, in_port: u8, _now: u64) -> Verdict {
+        let Some(entry) = self.entry(in_port).copied() else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let Ok(mut frame) = ethernet::Frame::new_checked(packet.data_mut()) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let expired = match frame.payload_ethertype() {
+            EtherType::Ipv4 => match ipv4::Packet::new_checked(frame.payload_mut()) {
+                Ok(mut ip) => ip.decrement_ttl().is_none(),
+                Err(_) => return Verdict::Drop(DropReason::Malformed),
+            },
+            EtherType::Ipv6 => match ipv6::Packet::new_checked(frame.payload_mut()) {
+                Ok(mut ip) => ip.decrement_hop_limit().is_none(),
+                Err(_) => return Verdict::Drop(DropReason::Malformed),
+            },
+            _ => return Verdict::Drop(DropReason::NotIp),
+        };
+        if expired {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        frame.set_dst_addr(entry.dst_mac);
+        frame.set_src_addr(entry.src_mac);
+        Verdict::Forward(entry.out_port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::HeapBuf;
+    use crate::synth;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    const LAN_PORT_MAC: ethernet::Address = ethernet::Address([2, 0, 0, 0, 1, 1]);
+    const WAN_PORT_MAC: ethernet::Address = ethernet::Address([2, 0, 0, 0, 2, 1]);
+    const LAN_HOST: ethernet::Address = ethernet::Address([2, 0, 0, 0, 1, 2]);
+    const WAN_HOST: ethernet::Address = ethernet::Address([2, 0, 0, 0, 2, 2]);
+    const V4_SRC: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 10, 1, 2));
+    const V4_DST: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 10, 2, 2));
+
+    fn forwarder() -> Forwarder {
+        let mut f = Forwarder::new();
+        f.set(
+            0,
+            ForwardEntry {
+                out_port: 1,
+                src_mac: WAN_PORT_MAC,
+                dst_mac: WAN_HOST,
+            },
+        )
+        .unwrap();
+        f.set(
+            1,
+            ForwardEntry {
+                out_port: 0,
+                src_mac: LAN_PORT_MAC,
+                dst_mac: LAN_HOST,
+            },
+        )
+        .unwrap();
+        f
+    }
+
+    fn packet(bytes: &[u8]) -> HeapBuf {
+        HeapBuf::from_slice(bytes, 128, 64)
+    }
+
+    #[test]
+    fn ipv4_is_forwarded_with_rewritten_macs_and_decremented_ttl() {
+        let mut p = packet(&synth::udp_frame(
+            LAN_HOST,
+            LAN_PORT_MAC,
+            V4_SRC,
+            V4_DST,
+            64,
+            100,
+        ));
+        assert_eq!(forwarder().process(&mut p, 0, 0), Verdict::Forward(1));
+        let f = ethernet::Frame::new_checked(p.data()).unwrap();
+        assert_eq!((f.dst_addr(), f.src_addr()), (WAN_HOST, WAN_PORT_MAC));
+        let ip = ipv4::Packet::new_checked(f.payload()).unwrap();
+        assert_eq!(ip.ttl(), 63);
+        assert!(ip.verify_checksum());
+    }
+
+    #[test]
+    fn ipv6_is_forwarded_with_decremented_hop_limit() {
+        let src = IpAddr::V6(Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 2));
+        let dst = IpAddr::V6(Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2));
+        let mut p = packet(&synth::udp_frame(WAN_HOST, WAN_PORT_MAC, src, dst, 10, 120));
+        assert_eq!(forwarder().process(&mut p, 1, 0), Verdict::Forward(0));
+        let f = ethernet::Frame::new_checked(p.data()).unwrap();
+        assert_eq!((f.dst_addr(), f.src_addr()), (LAN_HOST, LAN_PORT_MAC));
+        assert_eq!(
+            ipv6::Packet::new_checked(f.payload()).unwrap().hop_limit(),
+            9
+        );
+    }
+
+    #[test]
+    fn expiring_ttl_is_dropped_and_the_packet_left_untouched() {
+        let original = synth::udp_frame(LAN_HOST, LAN_PORT_MAC, V4_SRC, V4_DST, 1, 80);
+        let mut p = packet(&original);
+        assert_eq!(
+            forwarder().process(&mut p, 0, 0),
+            Verdict::Drop(DropReason::TtlExceeded)
+        );
+        assert_eq!(p.data(), &original[..]);
+    }
+
+    #[test]
+    fn arp_is_not_forwarded() {
+        let mut p = packet(&synth::arp_request(
+            LAN_HOST,
+            Ipv4Addr::new(10, 10, 1, 2),
+            Ipv4Addr::new(10, 10, 1, 1),
+        ));
+        assert_eq!(
+            forwarder().process(&mut p, 0, 0),
+            Verdict::Drop(DropReason::NotIp)
+        );
+    }
+
+    #[test]
+    fn truncated_frames_and_headers_are_malformed() {
+        let full = synth::udp_frame(LAN_HOST, LAN_PORT_MAC, V4_SRC, V4_DST, 64, 80);
+        for len in [0, 5, 13, 14, 20, 33] {
+            let mut p = packet(&full[..len]);
+            assert_eq!(
+                forwarder().process(&mut p, 0, 0),
+                Verdict::Drop(DropReason::Malformed),
+                "length {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_port_without_an_entry_has_no_route() {
+        let mut p = packet(&synth::udp_frame(
+            LAN_HOST,
+            LAN_PORT_MAC,
+            V4_SRC,
+            V4_DST,
+            64,
+            80,
+        ));
+        assert_eq!(
+            forwarder().process(&mut p, 5, 0),
+            Verdict::Drop(DropReason::NoRoute)
+        );
+        assert!(Forwarder::new()
+            .set(MAX_PORTS as u8, forwarder().entry(0).copied().unwrap())
+            .is_err());
+    }
+
+    #[test]
+    fn vlan_tagged_ipv4_is_forwarded_with_its_tag() {
+        let plain = synth::udp_frame(LAN_HOST, LAN_PORT_MAC, V4_SRC, V4_DST, 64, 80);
+        let mut tagged = plain[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]); // VLAN 100
+        tagged.extend_from_slice(&plain[12..]);
+        let mut p = packet(&tagged);
+        assert_eq!(forwarder().process(&mut p, 0, 0), Verdict::Forward(1));
+        let f = ethernet::Frame::new_checked(p.data()).unwrap();
+        assert_eq!(f.vlan().map(|t| t.vid), Some(100));
+        assert_eq!(ipv4::Packet::new_checked(f.payload()).unwrap().ttl(), 63);
+    }
+}

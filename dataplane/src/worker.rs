@@ -1,0 +1,244 @@
+//! The poll-mode, run-to-completion worker loop (DPDK l3fwd style).
+//!
+//! One worker owns one rx/tx queue pair on every port. Each iteration reads
+//! the TSC once, receives a burst of up to 32 packets from each port, runs
+//! the [`Processor`] on every packet, buffers the packets per output port and
+//! flushes those buffers with one tx burst each before the next iteration.
+//! Nothing on this path locks, allocates or makes a syscall; the adaptive
+//! mode sleeps only after a run of empty polls.
+
+use crate::buf::PacketBuf;
+use crate::dpdk::{tsc, MbufBurst, RxQueue, TxQueue};
+use crate::stats::{DropReason, PortCounters, WorkerCounters, MAX_PORTS};
+use core::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// What to do with one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send it out of the port with this index (in the worker's port list).
+    Forward(u8),
+    Drop(DropReason),
+}
+
+/// Per-packet logic, written once against [`PacketBuf`] so it runs on
+/// mbufs in the worker and on heap buffers in unit tests.
+pub trait Processor {
+    /// Handles one packet that arrived on port index `in_port`. `now` is the
+    /// TSC read at the start of the burst.
+    fn process<B: PacketBuf>(&mut self, packet: &mut B, in_port: u8, now: u64) -> Verdict;
+}
+
+/// Does nothing to the packet and sends it back out of the port pairs
+/// (0↔1, 2↔3, ...): the bare I/O loop the benchmarks use as their baseline.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CrossConnect;
+
+impl Processor for CrossConnect {
+    #[inline(always)]
+    fn process<B: PacketBuf>(&mut self, _packet: &mut B, in_port: u8, _now: u64) -> Verdict {
+        Verdict::Forward(in_port ^ 1)
+    }
+}
+
+/// How a worker waits for packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Polling {
+    /// Spin on the queues forever: lowest latency, one core at 100%.
+    Busy,
+    /// After a run of empty polls, sleep with a growing back-off (up to
+    /// [`ADAPTIVE_MAX_SLEEP`]): for laptops and shared CI machines.
+    Adaptive,
+}
+
+/// Empty polls before the adaptive mode starts sleeping.
+pub const ADAPTIVE_SPIN_POLLS: u32 = 256;
+/// The longest adaptive sleep; bounds the added latency of the first packet
+/// after an idle period.
+pub const ADAPTIVE_MAX_SLEEP: Duration = Duration::from_micros(500);
+
+/// One worker's queues on one port.
+#[derive(Debug)]
+pub struct PortQueues<'p> {
+    pub rx: RxQueue<'p>,
+    pub tx: TxQueue<'p>,
+}
+
+/// A worker: its queues, its processor and its counters.
+pub struct Worker<'p, P> {
+    ports: Vec<PortQueues<'p>>,
+    tx_pending: Vec<MbufBurst>,
+    rx_burst: MbufBurst,
+    processor: P,
+    counters: &'p WorkerCounters,
+    polling: Polling,
+    idle_streak: u32,
+    last_tsc: u64,
+    last_had_packets: bool,
+}
+
+impl<'p, P: Processor> Worker<'p, P> {
+    /// At most [`MAX_PORTS`] ports; extra ones are refused.
+    pub fn new(
+        ports: Vec<PortQueues<'p>>,
+        processor: P,
+        counters: &'p WorkerCounters,
+        polling: Polling,
+    ) -> Result<Self, String> {
+        if ports.len() > MAX_PORTS {
+            return Err(format!(
+                "a worker polls at most {MAX_PORTS} ports, got {}",
+                ports.len()
+            ));
+        }
+        let tx_pending = ports.iter().map(|_| MbufBurst::new()).collect();
+        Ok(Worker {
+            ports,
+            tx_pending,
+            rx_burst: MbufBurst::new(),
+            processor,
+            counters,
+            polling,
+            idle_streak: 0,
+            last_tsc: tsc(),
+            last_had_packets: false,
+        })
+    }
+
+    /// Polls until `stop` is set, then flushes what is pending.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            let received = self.poll_once();
+            if received == 0 {
+                self.idle();
+            }
+        }
+        self.flush_all();
+    }
+
+    /// One iteration: rx, process and tx on every port. Returns how many
+    /// packets were received.
+    #[inline]
+    pub fn poll_once(&mut self) -> usize {
+        let now = tsc();
+        if self.last_had_packets {
+            self.counters
+                .busy_cycles
+                .add(now.wrapping_sub(self.last_tsc));
+        }
+        self.last_tsc = now;
+        self.counters.polls.add(1);
+
+        let mut received = 0;
+        for in_port in 0..self.ports.len() {
+            let n = self.ports[in_port].rx.rx_burst(&mut self.rx_burst);
+            if n == 0 {
+                continue;
+            }
+            received += n;
+            let mut rx_bytes = 0u64;
+            for mut packet in self.rx_burst.drain() {
+                rx_bytes += packet.len() as u64;
+                match self.processor.process(&mut packet, in_port as u8, now) {
+                    Verdict::Forward(out) => {
+                        let out = usize::from(out);
+                        let (Some(pending), Some(queues)) =
+                            (self.tx_pending.get_mut(out), self.ports.get_mut(out))
+                        else {
+                            self.counters.drop(DropReason::NoRoute, 1);
+                            continue;
+                        };
+                        if let Err(packet) = pending.push(packet) {
+                            // Cannot happen: we flush at 32. Count it anyway.
+                            drop(packet);
+                            self.counters.drop(DropReason::TxFull, 1);
+                        }
+                        if pending.is_full() {
+                            flush(queues, pending, &self.counters.ports[out], self.counters);
+                        }
+                    }
+                    Verdict::Drop(reason) => self.counters.drop(reason, 1),
+                }
+            }
+            let c = &self.counters.ports[in_port];
+            c.rx_packets.add(n as u64);
+            c.rx_bytes.add(rx_bytes);
+        }
+        if received == 0 {
+            self.counters.idle_polls.add(1);
+            self.last_had_packets = false;
+        } else {
+            self.flush_all();
+            self.last_had_packets = true;
+            self.idle_streak = 0;
+        }
+        received
+    }
+
+    /// Sends everything buffered.
+    pub fn flush_all(&mut self) {
+        for (out, (queues, pending)) in self.ports.iter_mut().zip(&mut self.tx_pending).enumerate()
+        {
+            if !pending.is_empty() {
+                flush(queues, pending, &self.counters.ports[out], self.counters);
+            }
+        }
+    }
+
+    fn idle(&mut self) {
+        self.idle_streak = self.idle_streak.saturating_add(1);
+        match self.polling {
+            Polling::Busy => core::hint::spin_loop(),
+            Polling::Adaptive if self.idle_streak > ADAPTIVE_SPIN_POLLS => {
+                let steps = (self.idle_streak - ADAPTIVE_SPIN_POLLS) / 64;
+                let sleep = Duration::from_micros(10u64 << steps.min(6)).min(ADAPTIVE_MAX_SLEEP);
+                std::thread::sleep(sleep);
+            }
+            Polling::Adaptive => core::hint::spin_loop(),
+        }
+    }
+
+    pub fn processor(&self) -> &P {
+        &self.processor
+    }
+}
+
+impl<P> Drop for Worker<'_, P> {
+    fn drop(&mut self) {
+        // Anything still pending is freed by MbufBurst's Drop; nothing leaks.
+        for pending in &mut self.tx_pending {
+            let n = pending.free_all();
+            if n > 0 {
+                self.counters.drop(DropReason::TxFull, n as u64);
+            }
+        }
+    }
+}
+
+/// One tx burst; whatever the device does not take is freed and counted.
+#[inline]
+fn flush(
+    queues: &mut PortQueues<'_>,
+    pending: &mut MbufBurst,
+    port: &PortCounters,
+    all: &WorkerCounters,
+) {
+    let bytes: u64 = pending_bytes(pending);
+    let want = pending.len();
+    let sent = queues.tx.tx_burst(pending);
+    if sent == want {
+        port.tx_packets.add(sent as u64);
+        port.tx_bytes.add(bytes);
+    } else {
+        let unsent_bytes = pending_bytes(pending);
+        port.tx_packets.add(sent as u64);
+        port.tx_bytes.add(bytes - unsent_bytes);
+        let dropped = pending.free_all();
+        all.drop(DropReason::TxFull, dropped as u64);
+    }
+}
+
+#[inline]
+fn pending_bytes(pending: &MbufBurst) -> u64 {
+    pending.iter_lens().map(|l| l as u64).sum()
+}
