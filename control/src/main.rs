@@ -1,1 +1,63 @@
-fn main() {}
+//! `patronus`: the Patronus SD-WAN data-plane daemon.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+mod config;
+mod run;
+
+/// Exit code for a configuration the daemon refuses (nothing was started).
+const EXIT_BAD_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "patronus", version, about = "Patronus: a DPDK-backed SD-WAN data plane", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the data plane: EAL, ports, pinned workers and the control thread.
+    Run {
+        /// The TOML configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and exit (0 when valid, 2 when not).
+    Check {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+    let cli = Cli::parse();
+    let path = match &cli.command {
+        Command::Run { config } | Command::Check { config } => config,
+    };
+    let config = match config::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("patronus: config error: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    match cli.command {
+        Command::Check { .. } => {
+            println!("patronus: {} is valid", path.display());
+            ExitCode::SUCCESS
+        }
+        Command::Run { .. } => match run::run(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("patronus: error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -1,0 +1,763 @@
+//! The daemon's TOML configuration: parsing, defaults and validation.
+//!
+//! Every error names the field and, where the file has it, the line, so an
+//! operator can fix a bad config without reading code. Validation happens
+//! before anything is started.
+
+use patronus_dataplane::wire::ethernet;
+use patronus_dataplane::worker::Polling;
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Largest per-lcore mempool cache DPDK allows (RTE_MEMPOOL_CACHE_MAX_SIZE).
+const MEMPOOL_CACHE_MAX: u32 = 512;
+/// RTE_PKTMBUF_HEADROOM in Debian's build.
+const MBUF_HEADROOM: u32 = 128;
+/// Ethernet header plus one VLAN tag and the FCS the NIC may leave in.
+const L2_OVERHEAD: u32 = 14 + 4 + 4;
+
+/// A configuration error: what is wrong, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if self.field.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": `{}`: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PollingMode {
+    Busy,
+    Adaptive,
+}
+
+impl From<PollingMode> for Polling {
+    fn from(mode: PollingMode) -> Polling {
+        match mode {
+            PollingMode::Busy => Polling::Busy,
+            PollingMode::Adaptive => Polling::Adaptive,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortRole {
+    /// Faces the site's own networks.
+    Lan,
+    /// Faces an underlay (MPLS, broadband, LTE).
+    Wan,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EalSection {
+    /// Use hugepages; falls back to `--no-huge` with a warning when the host has none.
+    #[serde(default = "default_true")]
+    pub hugepages: bool,
+    /// Memory for `--no-huge` mode, in MiB.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: Spanned<u32>,
+    /// EAL `--file-prefix`: unique per concurrent DPDK process on a host.
+    #[serde(default = "default_file_prefix")]
+    pub file_prefix: Spanned<String>,
+    /// Extra EAL arguments, appended last (e.g. `--log-level=pmd.net.*:debug`).
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+impl Default for EalSection {
+    fn default() -> Self {
+        EalSection {
+            hugepages: true,
+            memory_mb: default_memory_mb(),
+            file_prefix: default_file_prefix(),
+            args: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoresSection {
+    /// The CPU of the control thread (and EAL's main lcore).
+    pub control: Spanned<usize>,
+    /// One CPU per worker; each worker owns one rx/tx queue pair per port.
+    pub workers: Spanned<Vec<usize>>,
+    #[serde(default = "default_polling")]
+    pub polling: PollingMode,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MempoolSection {
+    #[serde(default = "default_mbufs")]
+    pub mbufs: Spanned<u32>,
+    #[serde(default = "default_cache_size")]
+    pub cache_size: Spanned<u32>,
+    /// Bytes per mbuf including the 128-byte headroom; bounds the MTU.
+    #[serde(default = "default_data_room")]
+    pub data_room: Spanned<u16>,
+}
+
+impl Default for MempoolSection {
+    fn default() -> Self {
+        MempoolSection {
+            mbufs: default_mbufs(),
+            cache_size: default_cache_size(),
+            data_room: default_data_room(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsSection {
+    /// Print a per-core stats line this often; 0 prints only the summary at exit.
+    #[serde(default = "default_stats_interval")]
+    pub interval_secs: u64,
+}
+
+impl Default for StatsSection {
+    fn default() -> Self {
+        StatsSection {
+            interval_secs: default_stats_interval(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSection {
+    pub name: Spanned<String>,
+    pub role: PortRole,
+    /// A PCI address (`0000:3b:00.0`) or a vdev string (`net_af_packet0,iface=eth1`).
+    pub device: Spanned<String>,
+    /// The destination MAC of frames sent out of this port.
+    pub next_hop_mac: Spanned<String>,
+    pub mtu: Option<Spanned<u16>>,
+    #[serde(default = "default_descriptors")]
+    pub rx_descriptors: u16,
+    #[serde(default = "default_descriptors")]
+    pub tx_descriptors: u16,
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    eal: EalSection,
+    cores: CoresSection,
+    #[serde(default)]
+    mempool: MempoolSection,
+    #[serde(default)]
+    stats: StatsSection,
+    #[serde(default, rename = "port")]
+    ports: Vec<PortSection>,
+}
+
+/// How a port's device is attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// A PCI function (physical NIC or SR-IOV VF), passed to EAL with `-a`.
+    Pci(String),
+    /// A virtual device, passed to EAL with `--vdev`.
+    Vdev(String),
+}
+
+/// One validated port.
+#[derive(Debug, Clone)]
+pub struct PortConfig {
+    pub name: String,
+    pub role: PortRole,
+    pub device: DeviceKind,
+    /// The device string as written (`Port::find` takes it).
+    pub device_string: String,
+    pub next_hop_mac: ethernet::Address,
+    pub mtu: Option<u16>,
+    pub rx_descriptors: u16,
+    pub tx_descriptors: u16,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub hugepages: bool,
+    pub memory_mb: u32,
+    pub file_prefix: String,
+    pub extra_eal_args: Vec<String>,
+    pub control_core: usize,
+    pub worker_cores: Vec<usize>,
+    pub polling: Polling,
+    pub mbufs: u32,
+    pub mempool_cache: u32,
+    pub data_room: u16,
+    pub stats_interval_secs: u64,
+    pub ports: Vec<PortConfig>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_memory_mb() -> Spanned<u32> {
+    Spanned::new(0..0, 512)
+}
+fn default_file_prefix() -> Spanned<String> {
+    Spanned::new(0..0, "patronus".into())
+}
+fn default_polling() -> PollingMode {
+    PollingMode::Busy
+}
+fn default_mbufs() -> Spanned<u32> {
+    Spanned::new(0..0, 8191)
+}
+fn default_cache_size() -> Spanned<u32> {
+    Spanned::new(0..0, 256)
+}
+fn default_data_room() -> Spanned<u16> {
+    Spanned::new(0..0, 2048 + 128)
+}
+fn default_stats_interval() -> u64 {
+    10
+}
+fn default_descriptors() -> u16 {
+    1024
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.into(),
+            line: None,
+            field: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        })?;
+        Config::parse(path, &text, available_cpus())
+    }
+
+    /// Parses and validates config text; `cpus` is how many CPUs exist.
+    pub fn parse(path: &Path, text: &str, cpus: usize) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            ConfigError {
+                file: path.into(),
+                line,
+                field: String::new(),
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        Validator { path, text }.validate(raw, cpus)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// How many CPUs this process may run on.
+pub fn available_cpus() -> usize {
+    core_affinity::get_core_ids()
+        .map(|ids| ids.iter().map(|c| c.id + 1).max().unwrap_or(1))
+        .unwrap_or(1)
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Validator<'_> {
+    fn err<T>(
+        &self,
+        field: impl Into<String>,
+        span: Option<std::ops::Range<usize>>,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError {
+            file: self.path.into(),
+            line: span
+                .filter(|s| !(s.start == 0 && s.end == 0))
+                .map(|s| line_of(self.text, s.start)),
+            field: field.into(),
+            message: message.into(),
+        })
+    }
+
+    fn validate(&self, raw: RawConfig, cpus: usize) -> Result<Config, ConfigError> {
+        let control = *raw.cores.control.get_ref();
+        if control >= cpus {
+            return self.err(
+                "cores.control",
+                Some(raw.cores.control.span()),
+                format!(
+                    "CPU {control} does not exist: this machine has CPUs 0 to {}",
+                    cpus - 1
+                ),
+            );
+        }
+        let workers = raw.cores.workers.get_ref().clone();
+        let workers_span = Some(raw.cores.workers.span());
+        if workers.is_empty() {
+            return self.err(
+                "cores.workers",
+                workers_span,
+                "at least one worker core is needed",
+            );
+        }
+        for (i, &w) in workers.iter().enumerate() {
+            if w >= cpus {
+                return self.err(
+                    "cores.workers",
+                    workers_span,
+                    format!(
+                        "CPU {w} does not exist: this machine has CPUs 0 to {}",
+                        cpus - 1
+                    ),
+                );
+            }
+            if workers[..i].contains(&w) {
+                return self.err(
+                    "cores.workers",
+                    workers_span,
+                    format!("CPU {w} is listed twice"),
+                );
+            }
+        }
+        if workers.contains(&control) && raw.cores.polling == PollingMode::Busy {
+            return self.err(
+                "cores.workers",
+                workers_span,
+                format!("CPU {control} is also the control core; a busy-polling worker would starve the control thread (use another CPU, or polling = \"adaptive\")"),
+            );
+        }
+
+        let memory_mb = *raw.eal.memory_mb.get_ref();
+        if memory_mb < 64 {
+            return self.err(
+                "eal.memory_mb",
+                Some(raw.eal.memory_mb.span()),
+                "must be at least 64 (MiB)",
+            );
+        }
+        let prefix = raw.eal.file_prefix.get_ref();
+        if prefix.is_empty()
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return self.err(
+                "eal.file_prefix",
+                Some(raw.eal.file_prefix.span()),
+                "must be non-empty and use only letters, digits, '-' and '_'",
+            );
+        }
+
+        let mut ports = Vec::with_capacity(raw.ports.len());
+        for (i, p) in raw.ports.iter().enumerate() {
+            ports.push(self.port(i, p, &ports)?);
+        }
+        let lan = ports.iter().filter(|p| p.role == PortRole::Lan).count();
+        let wan = ports.iter().filter(|p| p.role == PortRole::Wan).count();
+        if lan != 1 || wan != 1 {
+            return self.err(
+                "port",
+                None,
+                format!("exactly one port with role = \"lan\" and one with role = \"wan\" are needed, found {lan} lan and {wan} wan"),
+            );
+        }
+
+        let cache = *raw.mempool.cache_size.get_ref();
+        if cache > MEMPOOL_CACHE_MAX {
+            return self.err(
+                "mempool.cache_size",
+                Some(raw.mempool.cache_size.span()),
+                format!("must be at most {MEMPOOL_CACHE_MAX}"),
+            );
+        }
+        let data_room = *raw.mempool.data_room.get_ref();
+        for (i, p) in ports.iter().enumerate() {
+            let mtu = u32::from(p.mtu.unwrap_or(1500));
+            if mtu + L2_OVERHEAD + MBUF_HEADROOM > u32::from(data_room) {
+                let span = raw.ports[i].mtu.as_ref().map(|m| m.span());
+                return self.err(
+                    format!("port[{i}].mtu"),
+                    span,
+                    format!(
+                        "MTU {mtu} does not fit in one mbuf of mempool.data_room = {data_room}; raise data_room to at least {}",
+                        mtu + L2_OVERHEAD + MBUF_HEADROOM
+                    ),
+                );
+            }
+        }
+        let queues = workers.len() as u32;
+        let needed: u32 = ports
+            .iter()
+            .map(|p| (u32::from(p.rx_descriptors) + u32::from(p.tx_descriptors)) * queues)
+            .sum::<u32>()
+            + (cache + 32) * (queues + 1)
+            + 1024;
+        let mbufs = *raw.mempool.mbufs.get_ref();
+        if mbufs < needed {
+            return self.err(
+                "mempool.mbufs",
+                Some(raw.mempool.mbufs.span()),
+                format!("{mbufs} is too few: the ports' descriptors, the per-core caches and a margin for bursts need at least {needed}"),
+            );
+        }
+
+        Ok(Config {
+            path: self.path.into(),
+            hugepages: raw.eal.hugepages,
+            memory_mb,
+            file_prefix: prefix.clone(),
+            extra_eal_args: raw.eal.args.clone(),
+            control_core: control,
+            worker_cores: workers,
+            polling: raw.cores.polling.into(),
+            mbufs,
+            mempool_cache: cache,
+            data_room,
+            stats_interval_secs: raw.stats.interval_secs,
+            ports,
+        })
+    }
+
+    fn port(
+        &self,
+        i: usize,
+        p: &PortSection,
+        earlier: &[PortConfig],
+    ) -> Result<PortConfig, ConfigError> {
+        let name = p.name.get_ref().trim();
+        if name.is_empty() || name.len() > 32 {
+            return self.err(
+                format!("port[{i}].name"),
+                Some(p.name.span()),
+                "must be 1 to 32 characters",
+            );
+        }
+        if earlier.iter().any(|e| e.name == name) {
+            return self.err(
+                format!("port[{i}].name"),
+                Some(p.name.span()),
+                format!("another port is already named {name:?}"),
+            );
+        }
+        let device_string = p.device.get_ref().trim().to_string();
+        let device = match parse_device(&device_string) {
+            Ok(d) => d,
+            Err(why) => return self.err(format!("port[{i}].device"), Some(p.device.span()), why),
+        };
+        let dev_name = |d: &DeviceKind| match d {
+            DeviceKind::Pci(a) | DeviceKind::Vdev(a) => {
+                a.split(',').next().unwrap_or_default().to_string()
+            }
+        };
+        if earlier
+            .iter()
+            .any(|e| dev_name(&e.device) == dev_name(&device))
+        {
+            return self.err(
+                format!("port[{i}].device"),
+                Some(p.device.span()),
+                format!("device {} is used by another port", dev_name(&device)),
+            );
+        }
+        let next_hop_mac = match p.next_hop_mac.get_ref().trim().parse::<ethernet::Address>() {
+            Ok(mac) if mac.is_unicast() => mac,
+            Ok(_) => {
+                return self.err(
+                    format!("port[{i}].next_hop_mac"),
+                    Some(p.next_hop_mac.span()),
+                    "must be a unicast MAC address",
+                )
+            }
+            Err(_) => {
+                return self.err(
+                    format!("port[{i}].next_hop_mac"),
+                    Some(p.next_hop_mac.span()),
+                    format!(
+                        "{:?} is not a MAC address like 02:00:00:00:00:01",
+                        p.next_hop_mac.get_ref()
+                    ),
+                )
+            }
+        };
+        if let Some(mtu) = &p.mtu {
+            if *mtu.get_ref() < 68 {
+                return self.err(
+                    format!("port[{i}].mtu"),
+                    Some(mtu.span()),
+                    "must be at least 68 (RFC 791)",
+                );
+            }
+        }
+        for (field, v) in [
+            ("rx_descriptors", p.rx_descriptors),
+            ("tx_descriptors", p.tx_descriptors),
+        ] {
+            if !(32..=16384).contains(&v) {
+                return self.err(
+                    format!("port[{i}].{field}"),
+                    None,
+                    format!("{v} is outside 32 to 16384"),
+                );
+            }
+        }
+        Ok(PortConfig {
+            name: name.to_string(),
+            role: p.role,
+            device,
+            device_string,
+            next_hop_mac,
+            mtu: p.mtu.as_ref().map(|m| *m.get_ref()),
+            rx_descriptors: p.rx_descriptors,
+            tx_descriptors: p.tx_descriptors,
+        })
+    }
+}
+
+/// Tells a PCI address from a vdev string.
+pub fn parse_device(device: &str) -> Result<DeviceKind, String> {
+    if device.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if is_pci_address(device) {
+        let full = if device.matches(':').count() == 1 {
+            format!("0000:{device}")
+        } else {
+            device.to_string()
+        };
+        return Ok(DeviceKind::Pci(full.to_ascii_lowercase()));
+    }
+    let name = device.split(',').next().unwrap_or_default();
+    let valid_name = name.starts_with("net_")
+        && name.len() > 4
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid_name {
+        return Ok(DeviceKind::Vdev(device.to_string()));
+    }
+    Err(format!(
+        "{device:?} is neither a PCI address (like 0000:3b:00.0) nor a DPDK vdev (like net_af_packet0,iface=eth1)"
+    ))
+}
+
+fn is_pci_address(s: &str) -> bool {
+    let hex =
+        |part: &str, len: usize| part.len() == len && part.chars().all(|c| c.is_ascii_hexdigit());
+    let parts: Vec<&str> = s.split(':').collect();
+    let (domain, bus, rest) = match parts.as_slice() {
+        [d, b, r] => (Some(*d), *b, *r),
+        [b, r] => (None, *b, *r),
+        _ => return false,
+    };
+    let Some((dev, func)) = rest.split_once('.') else {
+        return false;
+    };
+    domain.is_none_or(|d| hex(d, 4))
+        && hex(bus, 2)
+        && hex(dev, 2)
+        && func.len() == 1
+        && func.chars().all(|c| ('0'..='7').contains(&c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[eal]
+hugepages = false
+memory_mb = 256
+file_prefix = "lab"
+
+[cores]
+control = 0
+workers = [1]
+polling = "adaptive"
+
+[[port]]
+name = "lan"
+role = "lan"
+device = "net_af_packet0,iface=p-lan"
+next_hop_mac = "02:00:00:00:01:02"
+
+[[port]]
+name = "wan"
+role = "wan"
+device = "0000:3b:00.1"
+next_hop_mac = "02:00:00:00:02:02"
+mtu = 1500
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("test.toml"), text, 2)
+    }
+
+    fn error(text: &str) -> ConfigError {
+        parse(text).expect_err("config must be refused")
+    }
+
+    #[test]
+    fn a_valid_config_parses_with_defaults() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.worker_cores, [1]);
+        assert_eq!(c.polling, Polling::Adaptive);
+        assert_eq!(c.mbufs, 8191);
+        assert_eq!(c.stats_interval_secs, 10);
+        assert_eq!(
+            c.ports[0].device,
+            DeviceKind::Vdev("net_af_packet0,iface=p-lan".into())
+        );
+        assert_eq!(c.ports[1].device, DeviceKind::Pci("0000:3b:00.1".into()));
+        assert_eq!(
+            c.ports[1].next_hop_mac,
+            ethernet::Address([2, 0, 0, 0, 2, 2])
+        );
+    }
+
+    #[test]
+    fn a_missing_worker_cpu_names_the_field_and_line() {
+        let e = error(&GOOD.replace("workers = [1]", "workers = [7]"));
+        assert_eq!(e.field, "cores.workers");
+        assert_eq!(e.line, Some(9));
+        assert!(e.message.contains("CPU 7 does not exist"), "{e}");
+        assert!(
+            e.to_string().starts_with("test.toml:9: `cores.workers`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_bad_mac_names_the_port_field() {
+        let e = error(&GOOD.replace("02:00:00:00:02:02", "02:00:00:02:02"));
+        assert_eq!(e.field, "port[1].next_hop_mac");
+        assert_eq!(e.line, Some(22));
+    }
+
+    #[test]
+    fn a_multicast_next_hop_is_refused() {
+        let e = error(&GOOD.replace("02:00:00:00:02:02", "01:00:5e:00:00:01"));
+        assert!(e.message.contains("unicast"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_device_string_is_refused() {
+        let e = error(&GOOD.replace("0000:3b:00.1", "eth0"));
+        assert_eq!(e.field, "port[1].device");
+        assert!(e.message.contains("neither a PCI address"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_line() {
+        let e = error(&GOOD.replace("polling = \"adaptive\"", "poling = \"adaptive\""));
+        assert_eq!(e.line, Some(10));
+        assert!(e.message.contains("poling"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_type_is_refused_with_its_line() {
+        let e = error(&GOOD.replace("memory_mb = 256", "memory_mb = \"lots\""));
+        assert_eq!(e.line, Some(4));
+    }
+
+    #[test]
+    fn a_bad_polling_mode_is_refused() {
+        let e = error(&GOOD.replace("\"adaptive\"", "\"sometimes\""));
+        assert_eq!(e.line, Some(10));
+    }
+
+    #[test]
+    fn busy_polling_on_the_control_core_is_refused() {
+        let e = error(
+            &GOOD
+                .replace("workers = [1]", "workers = [0]")
+                .replace("\"adaptive\"", "\"busy\""),
+        );
+        assert!(e.message.contains("control core"), "{e}");
+        parse(&GOOD.replace("workers = [1]", "workers = [0]"))
+            .expect("adaptive may share the control core");
+    }
+
+    #[test]
+    fn duplicate_workers_and_names_and_devices_are_refused() {
+        assert!(error(&GOOD.replace("workers = [1]", "workers = [1, 1]"))
+            .message
+            .contains("twice"));
+        assert!(error(&GOOD.replace("name = \"wan\"", "name = \"lan\""))
+            .message
+            .contains("already named"));
+        let e = error(&GOOD.replace("0000:3b:00.1", "net_af_packet0,iface=other"));
+        assert!(e.message.contains("used by another port"), "{e}");
+    }
+
+    #[test]
+    fn exactly_one_lan_and_one_wan_port_are_needed() {
+        let e = error(&GOOD.replace("role = \"wan\"", "role = \"lan\""));
+        assert!(e.message.contains("found 2 lan and 0 wan"), "{e}");
+    }
+
+    #[test]
+    fn an_mtu_larger_than_the_mbuf_is_refused() {
+        let e = error(&GOOD.replace("mtu = 1500", "mtu = 9000"));
+        assert_eq!(e.field, "port[1].mtu");
+        assert!(e.message.contains("data_room"), "{e}");
+    }
+
+    #[test]
+    fn too_few_mbufs_are_refused() {
+        let e = error(&GOOD.replace("[cores]", "[mempool]\nmbufs = 1000\n\n[cores]"));
+        assert_eq!(e.field, "mempool.mbufs");
+    }
+
+    #[test]
+    fn pci_addresses_are_normalised_and_checked() {
+        assert_eq!(
+            parse_device("3b:00.0"),
+            Ok(DeviceKind::Pci("0000:3b:00.0".into()))
+        );
+        assert_eq!(
+            parse_device("0000:AF:00.7"),
+            Ok(DeviceKind::Pci("0000:af:00.7".into()))
+        );
+        assert!(parse_device("0000:3b:00.8").is_err());
+        assert!(parse_device("net_").is_err());
+        assert!(parse_device("").is_err());
+        assert_eq!(
+            parse_device("net_null0"),
+            Ok(DeviceKind::Vdev("net_null0".into()))
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_a_clear_error() {
+        let e = Config::load(Path::new("/nonexistent/patronus.toml")).unwrap_err();
+        assert!(e.message.contains("cannot read"), "{e}");
+    }
+}

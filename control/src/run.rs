@@ -1,0 +1,348 @@
+//! Bring-up, the control loop and teardown of `patronus run`.
+//!
+//! Order matters for a clean exit: workers stop polling and flush their tx
+//! buffers, then ports are stopped and closed (freeing the mbufs their
+//! queues hold), then the mempool is freed and EAL cleaned up.
+
+use crate::config::{Config, DeviceKind, PortRole};
+use patronus_dataplane::dpdk::{self, DpdkError, Eal, EalMemory, Mempool, Port, PortConfig};
+use patronus_dataplane::forward::{ForwardEntry, Forwarder};
+use patronus_dataplane::stats::{DropReason, WorkerCounters, WorkerSnapshot};
+use patronus_dataplane::wire::ethernet::Address;
+use patronus_dataplane::worker::{PortQueues, Worker};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Dpdk(#[from] DpdkError),
+    #[error("worker on CPU {core}: {why}")]
+    Worker { core: usize, why: String },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// The EAL argument list for a config.
+pub fn eal_args(config: &Config, memory: &EalMemory) -> Vec<String> {
+    let mut args = vec![
+        "-l".to_string(),
+        config.control_core.to_string(),
+        "--main-lcore".to_string(),
+        config.control_core.to_string(),
+        "--no-telemetry".to_string(),
+    ];
+    args.extend(memory.args.iter().cloned());
+    let mut any_pci = false;
+    for port in &config.ports {
+        match &port.device {
+            DeviceKind::Pci(addr) => {
+                any_pci = true;
+                args.push("-a".into());
+                args.push(addr.clone());
+            }
+            DeviceKind::Vdev(dev) => args.push(format!("--vdev={dev}")),
+        }
+    }
+    if !any_pci {
+        args.push("--no-pci".into());
+    }
+    args.extend(config.extra_eal_args.iter().cloned());
+    args
+}
+
+pub fn run(config: &Config) -> Result<(), RunError> {
+    // Signals first, so a Ctrl-C during a slow bring-up still shuts down cleanly.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(RunError::Signals)?;
+    }
+
+    log::info!("configuration {} is valid", config.path.display());
+    let memory = EalMemory::choose(config.hugepages, config.memory_mb, &config.file_prefix);
+    if let Some(reason) = &memory.fallback_reason {
+        log::warn!(
+            "hugepages unavailable ({reason}); falling back to --no-huge -m {}",
+            config.memory_mb
+        );
+    }
+    let args = eal_args(config, &memory);
+    log::info!("starting EAL: {}", args.join(" "));
+    let _eal = Eal::init(&args)?;
+    log::info!(
+        "{} up, memory: {:?}, TSC {} MHz",
+        Eal::version(),
+        memory.mode,
+        dpdk::tsc_hz() / 1_000_000
+    );
+
+    let pool = Mempool::new(
+        "patronus_pool",
+        config.mbufs,
+        config.mempool_cache,
+        config.data_room,
+    )?;
+    let in_use_at_start = pool.in_use();
+    let queues = config.worker_cores.len() as u16;
+    let mut ports = Vec::with_capacity(config.ports.len());
+    for p in &config.ports {
+        let id = Port::find(&p.device_string)?;
+        let port_config = PortConfig {
+            queues,
+            rx_descriptors: p.rx_descriptors,
+            tx_descriptors: p.tx_descriptors,
+            mtu: p.mtu,
+            promiscuous: true,
+        };
+        let port = Port::start(id, &p.name, &port_config, &pool)?;
+        let mac = Address(port.mac_addr()?);
+        let link = port.link()?;
+        log::info!(
+            "port {} ({:?}): id {}, driver {}, MAC {mac}, {} queue pair(s){}, link {} {} Mbit/s",
+            p.name,
+            p.role,
+            id,
+            port.driver(),
+            queues,
+            if port.rss() {
+                " with symmetric RSS"
+            } else {
+                ""
+            },
+            if link.up { "up" } else { "down" },
+            link.speed_mbps
+        );
+        ports.push(port);
+    }
+    let forwarder = build_forwarder(config, &ports)?;
+
+    let counters: Vec<WorkerCounters> = config
+        .worker_cores
+        .iter()
+        .map(|_| WorkerCounters::default())
+        .collect();
+    let ready = AtomicUsize::new(0);
+    let failure: Mutex<Option<RunError>> = Mutex::new(None);
+
+    let polling_since = Instant::now();
+    std::thread::scope(|scope| {
+        for (w, &core) in config.worker_cores.iter().enumerate() {
+            let queues: Vec<PortQueues<'_>> = ports
+                .iter()
+                .map(|p| {
+                    let (rx, tx) = p
+                        .queue_pair(w as u16)
+                        .expect("each port has one queue pair per worker");
+                    PortQueues { rx, tx }
+                })
+                .collect();
+            let (counters, forwarder, stop, ready, failure) =
+                (&counters[w], forwarder.clone(), &*stop, &ready, &failure);
+            let polling = config.polling;
+            let spawned = std::thread::Builder::new()
+                .name(format!("patronus-w{w}"))
+                .spawn_scoped(scope, move || {
+                    let fail = |why: String| {
+                        failure
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_or_insert(RunError::Worker { core, why });
+                        stop.store(true, Ordering::SeqCst);
+                    };
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        return fail("cannot pin the thread to this CPU".into());
+                    }
+                    let registration = match dpdk::register_thread() {
+                        Ok(r) => r,
+                        Err(e) => return fail(e.to_string()),
+                    };
+                    let mut worker = match Worker::new(queues, forwarder, counters, polling) {
+                        Ok(w) => w,
+                        Err(e) => return fail(e),
+                    };
+                    log::info!(
+                        "worker {w} polling on CPU {core} as lcore {}",
+                        registration.lcore_id()
+                    );
+                    ready.fetch_add(1, Ordering::SeqCst);
+                    worker.run(stop);
+                    drop(worker);
+                    drop(registration);
+                });
+            if let Err(e) = spawned {
+                failure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(RunError::Worker {
+                        core,
+                        why: e.to_string(),
+                    });
+                stop.store(true, Ordering::SeqCst);
+            }
+        }
+        control_loop(config, &ports, &counters, &ready, &stop);
+    });
+
+    if let Some(err) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(err);
+    }
+    print_summary(config, &ports, &counters, polling_since.elapsed());
+    drop(ports);
+    let leaked = pool.in_use().saturating_sub(in_use_at_start);
+    if leaked > 0 {
+        log::warn!("{leaked} mbufs were not returned to the pool");
+    } else {
+        log::info!("all mbufs returned to the pool");
+    }
+    drop(pool);
+    println!("patronus: stopped cleanly");
+    Ok(())
+}
+
+/// LAN traffic leaves by the WAN port and WAN traffic by the LAN port.
+fn build_forwarder(config: &Config, ports: &[Port]) -> Result<Forwarder, RunError> {
+    let index = |role| {
+        config
+            .ports
+            .iter()
+            .position(|p| p.role == role)
+            .expect("validated: one port per role")
+    };
+    let (lan, wan) = (index(PortRole::Lan), index(PortRole::Wan));
+    let mut forwarder = Forwarder::new();
+    for (from, to) in [(lan, wan), (wan, lan)] {
+        let entry = ForwardEntry {
+            out_port: to as u8,
+            src_mac: Address(ports[to].mac_addr()?),
+            dst_mac: config.ports[to].next_hop_mac,
+        };
+        forwarder
+            .set(from as u8, entry)
+            .map_err(|why| RunError::Worker {
+                core: config.control_core,
+                why,
+            })?;
+    }
+    Ok(forwarder)
+}
+
+/// The control thread: announces readiness, prints periodic stats, and
+/// waits for a stop signal.
+fn control_loop(
+    config: &Config,
+    ports: &[Port],
+    counters: &[WorkerCounters],
+    ready: &AtomicUsize,
+    stop: &AtomicBool,
+) {
+    let workers = config.worker_cores.len();
+    let started = Instant::now();
+    while ready.load(Ordering::SeqCst) < workers && !stop.load(Ordering::SeqCst) {
+        if started.elapsed() > Duration::from_secs(30) {
+            log::error!("workers did not start within 30 s");
+            stop.store(true, Ordering::SeqCst);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if stop.load(Ordering::SeqCst) {
+        return;
+    }
+    let names: Vec<&str> = ports.iter().map(|p| p.name()).collect();
+    println!(
+        "patronus: ready: {workers} worker(s) polling ({:?} mode) on CPUs {:?}, ports {}",
+        config.polling,
+        config.worker_cores,
+        names.join(", ")
+    );
+
+    let interval = Duration::from_secs(config.stats_interval_secs);
+    let mut last = counters
+        .iter()
+        .map(WorkerCounters::snapshot)
+        .collect::<Vec<_>>();
+    let mut last_at = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(20));
+        if !interval.is_zero() && last_at.elapsed() >= interval {
+            let secs = last_at.elapsed().as_secs_f64();
+            last_at = Instant::now();
+            for (w, c) in counters.iter().enumerate() {
+                let now = c.snapshot();
+                println!(
+                    "{}",
+                    core_line(config.worker_cores[w], w, &now.since(&last[w]), secs)
+                );
+                last[w] = now;
+            }
+        }
+    }
+    log::info!("stop requested: workers stop rx, flush tx and exit");
+}
+
+fn core_line(core: usize, w: usize, d: &WorkerSnapshot, secs: f64) -> String {
+    let secs = secs.max(1e-9);
+    let busy = if d.rx_packets() > 0 {
+        d.busy_cycles / d.rx_packets()
+    } else {
+        0
+    };
+    format!(
+        "core {core} (worker {w}): rx {} pkts {:.3} Mpps {:.1} Mbit/s | tx {} pkts {:.1} Mbit/s | drops {}{} | {} cycles/pkt",
+        d.rx_packets(),
+        d.rx_packets() as f64 / secs / 1e6,
+        d.rx_bytes() as f64 * 8.0 / secs / 1e6,
+        d.tx_packets(),
+        d.tx_bytes() as f64 * 8.0 / secs / 1e6,
+        d.dropped(),
+        drop_detail(d),
+        busy
+    )
+}
+
+fn drop_detail(d: &WorkerSnapshot) -> String {
+    let parts: Vec<String> = DropReason::ALL
+        .iter()
+        .filter(|r| d.drop_count(**r) > 0)
+        .map(|r| format!("{}={}", r.name(), d.drop_count(*r)))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(" "))
+    }
+}
+
+fn print_summary(config: &Config, ports: &[Port], counters: &[WorkerCounters], ran: Duration) {
+    let secs = ran.as_secs_f64().max(1e-9);
+    println!("patronus: summary ({secs:.1} s of polling)");
+    for (w, c) in counters.iter().enumerate() {
+        let s = c.snapshot();
+        println!(
+            "  core {} (worker {w}): rx {} pkts {} bytes | tx {} pkts {} bytes, average {:.1} Mbit/s | drops {}{}",
+            config.worker_cores[w],
+            s.rx_packets(),
+            s.rx_bytes(),
+            s.tx_packets(),
+            s.tx_bytes(),
+            s.tx_bytes() as f64 * 8.0 / secs / 1e6,
+            s.dropped(),
+            drop_detail(&s)
+        );
+    }
+    for port in ports {
+        match port.stats() {
+            Ok(s) => println!(
+                "  port {}: rx {} pkts, tx {} pkts, rx missed {}, rx errors {}, tx errors {}",
+                port.name(),
+                s.rx_packets,
+                s.tx_packets,
+                s.rx_missed,
+                s.rx_errors,
+                s.tx_errors
+            ),
+            Err(e) => println!("  port {}: stats unavailable: {e}", port.name()),
+        }
+    }
+}
