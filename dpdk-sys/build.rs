@@ -28,6 +28,7 @@ fn main() {
     println!("cargo:rerun-if-changed=shim/shim.h");
     println!("cargo:rerun-if-changed=shim/wrapper.h");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
+    println!("cargo:rerun-if-env-changed=PKG_CONFIG_LIBDIR");
 
     if pkg_config(&["--atleast-version", MIN_DPDK, "libdpdk"]).is_none() {
         fail(INSTALL_HINT);

@@ -3,8 +3,8 @@
 //! that those emit valid packets.
 
 use crate::wire::ethernet::{self, Address, EtherType};
-use crate::wire::{ipv4, ipv6, udp, IpProtocol};
-use std::net::IpAddr;
+use crate::wire::{arp, ipv4, ipv6, udp, IpProtocol};
+use std::net::{IpAddr, Ipv4Addr};
 
 /// Smallest frame `udp_frame` builds for each IP version (headers only).
 pub const fn min_udp_frame_len(ipv6: bool) -> usize {
@@ -99,19 +99,24 @@ pub fn udp_frame(
 }
 
 /// A broadcast ARP request for `target` from `sender` (42 bytes).
-pub fn arp_request(
-    sender_mac: Address,
-    sender: std::net::Ipv4Addr,
-    target: std::net::Ipv4Addr,
-) -> Vec<u8> {
-    let mut frame = vec![0u8; 42];
-    frame[0..6].copy_from_slice(&Address::BROADCAST.0);
-    frame[6..12].copy_from_slice(&sender_mac.0);
-    frame[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
-    // Ethernet (1), IPv4 (0x0800), lengths 6 and 4, request (1).
-    frame[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
-    frame[22..28].copy_from_slice(&sender_mac.0);
-    frame[28..32].copy_from_slice(&sender.octets());
-    frame[38..42].copy_from_slice(&target.octets());
+pub fn arp_request(sender_mac: Address, sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let repr = arp::Repr {
+        operation: arp::Operation::Request,
+        sender_hardware_addr: sender_mac,
+        sender_protocol_addr: sender,
+        target_hardware_addr: Address::UNSPECIFIED,
+        target_protocol_addr: target,
+    };
+    let mut frame = vec![0u8; ethernet::HEADER_LEN + repr.buffer_len()];
+    let eth = ethernet::Repr {
+        src_addr: sender_mac,
+        dst_addr: Address::BROADCAST,
+        ethertype: EtherType::Arp,
+        vlan: None,
+    };
+    let mut f = ethernet::Frame::new_unchecked(&mut frame[..]);
+    eth.emit(&mut f).expect("frame holds an Ethernet header");
+    repr.emit(&mut arp::Packet::new_unchecked(f.payload_mut()))
+        .expect("frame holds an ARP packet");
     frame
 }

@@ -190,6 +190,17 @@ fn worker_forwards_every_packet_and_returns_every_mbuf() {
         assert_eq!(s.ports[LAN as usize].tx_packets, from_wan.len() as u64);
         assert!(s.busy_cycles > 0, "the worker accounts its busy cycles");
 
+        // The driver's own counters agree with the worker's.
+        let lan = &bed.ports[LAN as usize];
+        assert_eq!(lan.stats().unwrap().rx_packets, from_lan.len() as u64);
+        let xstats = lan.xstats().unwrap();
+        let good = xstats
+            .iter()
+            .find(|(name, _)| name == "rx_good_packets")
+            .map(|(_, v)| *v);
+        assert_eq!(good, Some(from_lan.len() as u64), "xstats: {xstats:?}");
+        assert!(lan.link().unwrap().up, "a started ring port has link");
+
         let to_wan = collect(&bed.wan_tx);
         assert_eq!(
             to_wan.len(),

@@ -17,9 +17,11 @@ use patronus_dataplane::dpdk::{self, Eal, EalMemory, MbufBurst, Mempool};
 use patronus_dataplane::forward::{ForwardEntry, Forwarder};
 use patronus_dataplane::ringbed::{RingBed, LAN, WAN};
 use patronus_dataplane::stats::WorkerCounters;
+use patronus_dataplane::synth;
 use patronus_dataplane::wire::ethernet::Address;
 use patronus_dataplane::worker::{CrossConnect, Polling, PortQueues, Processor, Worker};
 use serde::Serialize;
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -215,35 +217,6 @@ fn bench(args: &Args) -> Result<Report, String> {
     })
 }
 
-/// An Ethernet/IPv4/UDP frame of `size` bytes, LAN host to WAN host.
-fn template(size: u16) -> Vec<u8> {
-    let size = usize::from(size);
-    let mut f = vec![0u8; size];
-    f[0..6].copy_from_slice(&[2, 0, 0, 0, 1, 1]); // to our LAN port
-    f[6..12].copy_from_slice(&[2, 0, 0, 0, 1, 2]); // from the LAN host
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    let ip_len = (size - 14) as u16;
-    let ip = &mut f[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    ip[8] = 64; // TTL
-    ip[9] = 17; // UDP
-    ip[12..16].copy_from_slice(&[10, 10, 1, 2]);
-    ip[16..20].copy_from_slice(&[10, 10, 2, 2]);
-    let sum = ip
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum::<u32>();
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    let udp = &mut f[34..42];
-    udp[0..2].copy_from_slice(&5001u16.to_be_bytes());
-    udp[2..4].copy_from_slice(&5002u16.to_be_bytes());
-    udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
-    f
-}
-
 /// Runs one worker on `bed` with `processor` while this thread generates.
 fn run_scenario<P: Processor + Send>(
     args: &Args,
@@ -252,8 +225,16 @@ fn run_scenario<P: Processor + Send>(
     name: &'static str,
     processor: P,
 ) -> Result<Measurement, String> {
-    let frame = template(args.size);
-    let header = &frame[..42];
+    // LAN host to WAN host, addressed to the LAN port as a host would.
+    let frame = synth::udp_frame(
+        Address([2, 0, 0, 0, 1, 2]),
+        Address([2, 0, 0, 0, 1, 1]),
+        IpAddr::V4(Ipv4Addr::new(10, 10, 1, 2)),
+        IpAddr::V4(Ipv4Addr::new(10, 10, 2, 2)),
+        64,
+        usize::from(args.size),
+    );
+    let header = &frame[..synth::min_udp_frame_len(false)];
     let counters = WorkerCounters::default();
     let stop = AtomicBool::new(false);
     let queues: Vec<PortQueues<'_>> = bed

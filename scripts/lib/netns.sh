@@ -1,0 +1,93 @@
+# shellcheck shell=bash
+# scripts/lib/netns.sh — network-namespace helpers for scripts/lab.
+#
+# Sourced, not executed. Functions print nothing on success unless noted and
+# return non-zero on failure (callers run under `set -euo pipefail`).
+
+# netns_exists NS
+netns_exists() {
+    ip netns list 2>/dev/null | awk '{ print $1 }' | grep -Fxq -- "$1"
+}
+
+# netns_kill_all NS [GRACE_SECS]
+# SIGTERM every process whose network namespace is NS, wait up to GRACE_SECS
+# (default 5) for them to exit, then SIGKILL the rest. Only processes inside
+# this namespace (i.e. started by the lab) are touched, each by its pid.
+netns_kill_all() {
+    local ns=$1 grace=${2:-5} pids i
+    netns_exists "$ns" || return 0
+    pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
+    [[ -n ${pids// /} ]] || return 0
+    # shellcheck disable=SC2086 # word splitting of the pid list is intended
+    kill -TERM $pids 2>/dev/null || true
+    for ((i = 0; i < grace * 10; i++)); do
+        pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
+        [[ -n ${pids// /} ]] || return 0
+        sleep 0.1
+    done
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+    for ((i = 0; i < 20; i++)); do
+        pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
+        [[ -n ${pids// /} ]] || return 0
+        sleep 0.1
+    done
+}
+
+# netns_delete NS — kill everything in NS, then delete it. No-op if absent.
+netns_delete() {
+    local ns=$1
+    netns_exists "$ns" || return 0
+    netns_kill_all "$ns"
+    ip netns del "$ns" 2>/dev/null || true
+}
+
+# netns_create NS — create NS with lo up and IPv6 disabled (keeps the lab
+# quiet: no router solicitations, DAD or MLD reports on the veths).
+netns_create() {
+    local ns=$1
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    # New interfaces inherit "default"; ignore kernels without IPv6.
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
+        net.ipv6.conf.default.disable_ipv6=1 2>/dev/null || true
+}
+
+# veth_create NS_A DEV_A NS_B DEV_B — a veth pair with DEV_A in NS_A and DEV_B
+# in NS_B. Both ends are created directly in their namespaces, so names never
+# clash with interfaces in the root namespace or in another lab instance.
+veth_create() {
+    local ns_a=$1 dev_a=$2 ns_b=$3 dev_b=$4
+    ip -n "$ns_a" link add "$dev_a" type veth peer name "$dev_b" netns "$ns_b"
+}
+
+# iface_prepare NS DEV — disable IPv6 and offloads on DEV, and bring it up.
+# Offloads are off because an af_packet PMD on the other end would otherwise
+# see 64 KiB GSO super-frames and partial checksums.
+iface_prepare() {
+    local ns=$1 dev=$2
+    ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=1" 2>/dev/null || true
+    ip netns exec "$ns" ethtool -K "$dev" rx off tx off tso off gso off gro off >/dev/null 2>&1 \
+        || ip netns exec "$ns" ethtool -K "$dev" rx off tx off tso off gso off gro off
+    ip -n "$ns" link set "$dev" up
+}
+
+# mac_of NS DEV — print DEV's MAC address.
+mac_of() {
+    local ns=$1 dev=$2 mac
+    mac=$(ip -n "$ns" -o link show dev "$dev" | sed -n 's/.*link\/ether \([0-9a-f:]\{17\}\).*/\1/p')
+    [[ -n $mac ]] || { echo "cannot read the MAC of $dev in $ns" >&2; return 1; }
+    printf '%s\n' "$mac"
+}
+
+# wait_tcp_listen NS PORT TIMEOUT_SECS — wait until something listens on PORT.
+wait_tcp_listen() {
+    local ns=$1 port=$2 timeout=$3 i
+    for ((i = 0; i < timeout * 10; i++)); do
+        if ip netns exec "$ns" ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
