@@ -110,8 +110,9 @@ pub struct CoresSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MempoolSection {
-    #[serde(default = "default_mbufs")]
-    pub mbufs: Spanned<u32>,
+    /// Default: what the ports and caches need, rounded up to 2^n - 1
+    /// (the most efficient mempool size), and at least 8191.
+    pub mbufs: Option<Spanned<u32>>,
     #[serde(default = "default_cache_size")]
     pub cache_size: Spanned<u32>,
     /// Bytes per mbuf including the 128-byte headroom; bounds the MTU.
@@ -122,7 +123,7 @@ pub struct MempoolSection {
 impl Default for MempoolSection {
     fn default() -> Self {
         MempoolSection {
-            mbufs: default_mbufs(),
+            mbufs: None,
             cache_size: default_cache_size(),
             data_room: default_data_room(),
         }
@@ -228,9 +229,6 @@ fn default_file_prefix() -> Spanned<String> {
 }
 fn default_polling() -> PollingMode {
     PollingMode::Busy
-}
-fn default_mbufs() -> Spanned<u32> {
-    Spanned::new(0..0, 8191)
 }
 fn default_cache_size() -> Spanned<u32> {
     Spanned::new(0..0, 256)
@@ -422,14 +420,17 @@ impl Validator<'_> {
             .sum::<u32>()
             + (cache + 32) * (queues + 1)
             + 1024;
-        let mbufs = *raw.mempool.mbufs.get_ref();
-        if mbufs < needed {
-            return self.err(
-                "mempool.mbufs",
-                Some(raw.mempool.mbufs.span()),
-                format!("{mbufs} is too few: the ports' descriptors, the per-core caches and a margin for bursts need at least {needed}"),
-            );
-        }
+        let mbufs = match &raw.mempool.mbufs {
+            None => ((needed + 1).next_power_of_two() - 1).max(8191),
+            Some(m) if *m.get_ref() < needed => {
+                return self.err(
+                    "mempool.mbufs",
+                    Some(m.span()),
+                    format!("{} is too few: the ports' descriptors, the per-core caches and a margin for bursts need at least {needed}", m.get_ref()),
+                );
+            }
+            Some(m) => *m.get_ref(),
+        };
 
         Ok(Config {
             path: self.path.into(),
@@ -728,6 +729,12 @@ mtu = 1500
         let e = error(&GOOD.replace("mtu = 1500", "mtu = 9000"));
         assert_eq!(e.field, "port[1].mtu");
         assert!(e.message.contains("data_room"), "{e}");
+    }
+
+    #[test]
+    fn the_default_mbuf_count_grows_with_the_workers() {
+        let two = parse(&GOOD.replace("workers = [1]", "workers = [0, 1]")).unwrap();
+        assert_eq!(two.mbufs, 16383);
     }
 
     #[test]

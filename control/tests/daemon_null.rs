@@ -1,6 +1,7 @@
 //! The real daemon on two net_null ports (an endless source and sink of
-//! frames): it comes up, reports readiness, counts what its worker drops,
-//! and on SIGTERM stops cleanly with every mbuf back in the pool.
+//! frames), with one worker per CPU each owning a queue pair on both ports:
+//! it comes up, reports readiness, counts what every worker drops, and on
+//! SIGTERM stops cleanly with every mbuf back in the pool.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -26,7 +27,7 @@ memory_mb = 256
 
 [cores]
 control = 0
-workers = [{worker}]
+workers = [{workers}]
 polling = "adaptive"
 
 [stats]
@@ -45,7 +46,10 @@ device = "net_null{pid}b"
 next_hop_mac = "02:00:00:00:02:02"
 "#,
             pid = std::process::id(),
-            worker = cpus - 1
+            workers = (0..cpus.min(4))
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     )
     .unwrap();
@@ -67,9 +71,10 @@ next_hop_mac = "02:00:00:00:02:02"
     });
     let mut lines = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
+    let workers = cpus.min(4);
     let mut stats_lines = 0;
-    // Wait for readiness, then for two periodic stats lines.
-    while stats_lines < 2 && Instant::now() < deadline {
+    // Wait for readiness, then for two rounds of periodic stats lines.
+    while stats_lines < 2 * workers && Instant::now() < deadline {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
             if line.starts_with("core ") {
                 stats_lines += 1;
@@ -81,7 +86,7 @@ next_hop_mac = "02:00:00:00:02:02"
         lines.iter().any(|l| l.starts_with("patronus: ready")),
         "no readiness line: {lines:#?}"
     );
-    assert_eq!(stats_lines, 2, "no periodic stats: {lines:#?}");
+    assert_eq!(stats_lines, 2 * workers, "no periodic stats: {lines:#?}");
 
     // kill(1) sends SIGTERM as an operator would.
     let killed = Command::new("kill")

@@ -10,6 +10,7 @@
 //! See docs/architecture.md.
 
 #![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod buf;
 pub mod dpdk;

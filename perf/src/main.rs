@@ -48,9 +48,13 @@ struct Args {
     /// Frame size in bytes (60 to 1514, without FCS).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(60..=1514))]
     size: u16,
-    /// Measured seconds per scenario (after a short warm-up).
-    #[arg(long, default_value_t = 3.0)]
+    /// Measured seconds per round (after a short warm-up).
+    #[arg(long, default_value_t = 1.0)]
     seconds: f64,
+    /// Rounds per scenario; `forward` alternates them with `io` rounds, and
+    /// the report gives the median round of each (shared machines are noisy).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+    rounds: u32,
     /// CPU of the worker under test.
     #[arg(long, default_value_t = 1)]
     worker_core: usize,
@@ -79,6 +83,8 @@ struct Measurement {
 
 #[derive(Serialize, Debug)]
 struct Report {
+    /// Rounds measured per scenario; the figures are the median round's.
+    rounds: u32,
     #[serde(flatten)]
     result: Measurement,
     /// The `io` baseline measured in the same run (forward only).
@@ -160,43 +166,22 @@ fn bench(args: &Args) -> Result<Report, String> {
 
     let (baseline, result) = {
         let bed = RingBed::new("bench", 8191, &pool).map_err(|e| e.to_string())?;
-        let io = run_scenario(args, &bed, &pool, "io", CrossConnect)?;
-        match args.scenario {
-            Scenario::Io => (None, io),
-            Scenario::Forward => {
-                let mut forwarder = Forwarder::new();
-                let wan_mac = Address(
-                    bed.ports[WAN as usize]
-                        .mac_addr()
-                        .map_err(|e| e.to_string())?,
-                );
-                let lan_mac = Address(
-                    bed.ports[LAN as usize]
-                        .mac_addr()
-                        .map_err(|e| e.to_string())?,
-                );
-                forwarder
-                    .set(
-                        LAN,
-                        ForwardEntry {
-                            out_port: WAN,
-                            src_mac: wan_mac,
-                            dst_mac: Address([2, 0, 0, 0, 2, 2]),
-                        },
-                    )
-                    .and_then(|_| {
-                        forwarder.set(
-                            WAN,
-                            ForwardEntry {
-                                out_port: LAN,
-                                src_mac: lan_mac,
-                                dst_mac: Address([2, 0, 0, 0, 1, 2]),
-                            },
-                        )
-                    })?;
-                let fwd = run_scenario(args, &bed, &pool, "forward", forwarder)?;
-                (Some(io), fwd)
+        let forwarder = match args.scenario {
+            Scenario::Io => None,
+            Scenario::Forward => Some(bench_forwarder(&bed)?),
+        };
+        let mut io_rounds = Vec::new();
+        let mut fwd_rounds = Vec::new();
+        for round in 1..=args.rounds {
+            eprintln!("patronus-bench: round {round} of {}", args.rounds);
+            io_rounds.push(run_scenario(args, &bed, &pool, "io", CrossConnect)?);
+            if let Some(f) = &forwarder {
+                fwd_rounds.push(run_scenario(args, &bed, &pool, "forward", f.clone())?);
             }
+        }
+        match forwarder {
+            None => (None, median(io_rounds)),
+            Some(_) => (Some(median(io_rounds)), median(fwd_rounds)),
         }
     };
     let mbuf_leak = pool.in_use().saturating_sub(in_use_at_start);
@@ -205,6 +190,7 @@ fn bench(args: &Args) -> Result<Report, String> {
         .filter(|b| b.cycles_per_packet > 0.0)
         .map(|b| result.cycles_per_packet / b.cycles_per_packet);
     Ok(Report {
+        rounds: args.rounds,
         result,
         baseline,
         cycles_ratio_vs_io,
@@ -215,6 +201,40 @@ fn bench(args: &Args) -> Result<Report, String> {
         dpdk: Eal::version(),
         mbuf_leak,
     })
+}
+
+/// The forwarding table the `forward` scenario uses: LAN <-> WAN.
+fn bench_forwarder(bed: &RingBed) -> Result<Forwarder, String> {
+    let mac = |port: u8| {
+        bed.ports[usize::from(port)]
+            .mac_addr()
+            .map(Address)
+            .map_err(|e| e.to_string())
+    };
+    let mut forwarder = Forwarder::new();
+    forwarder.set(
+        LAN,
+        ForwardEntry {
+            out_port: WAN,
+            src_mac: mac(WAN)?,
+            dst_mac: Address([2, 0, 0, 0, 2, 2]),
+        },
+    )?;
+    forwarder.set(
+        WAN,
+        ForwardEntry {
+            out_port: LAN,
+            src_mac: mac(LAN)?,
+            dst_mac: Address([2, 0, 0, 0, 1, 2]),
+        },
+    )?;
+    Ok(forwarder)
+}
+
+/// The round with the median cost per packet.
+fn median(mut rounds: Vec<Measurement>) -> Measurement {
+    rounds.sort_by(|a, b| a.cycles_per_packet.total_cmp(&b.cycles_per_packet));
+    rounds.swap_remove(rounds.len() / 2)
 }
 
 /// Runs one worker on `bed` with `processor` while this thread generates.

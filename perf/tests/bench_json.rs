@@ -5,7 +5,7 @@ use std::process::Command;
 
 fn run(scenario: &str) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_patronus-bench"))
-        .args([scenario, "--json", "--seconds", "0.5"])
+        .args([scenario, "--json", "--seconds", "0.3", "--rounds", "2"])
         .output()
         .expect("patronus-bench runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -25,6 +25,7 @@ fn check_common(r: &serde_json::Value, scenario: &str) {
     assert!(r["mpps"].as_f64().unwrap() > 0.0, "{r}");
     assert!(r["cycles_per_packet"].as_f64().unwrap() > 0.0, "{r}");
     assert_eq!(r["mbuf_leak"], 0, "mbufs leaked: {r}");
+    assert_eq!(r["rounds"], 2);
 }
 
 #[test]

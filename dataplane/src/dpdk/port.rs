@@ -81,6 +81,7 @@ pub struct Port {
     name: String,
     queues: u16,
     rss: bool,
+    started: bool,
 }
 
 impl Port {
@@ -162,11 +163,12 @@ impl Port {
             return Err(err("rte_eth_dev_configure", ret));
         }
         // The port is configured from here on: close it on any later failure.
-        let port = Port {
+        let mut port = Port {
             id,
             name: name.into(),
             queues: config.queues,
             rss,
+            started: false,
         };
 
         let (mut nb_rx, mut nb_tx) = (config.rx_descriptors, config.tx_descriptors);
@@ -222,6 +224,7 @@ impl Port {
         if ret != 0 {
             return Err(err("rte_eth_dev_start", ret));
         }
+        port.started = true;
         Ok(port)
     }
 
@@ -461,5 +464,69 @@ impl TxQueue<'_> {
 
     pub fn port_id(&self) -> u16 {
         self.port
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Toeplitz hash as NICs compute it (Microsoft RSS specification).
+    fn toeplitz(key: &[u8], input: &[u8]) -> u32 {
+        let mut hash = 0u32;
+        let mut window = u32::from_be_bytes([key[0], key[1], key[2], key[3]]);
+        for (i, byte) in input.iter().enumerate() {
+            for bit in 0..8 {
+                if byte & (0x80 >> bit) != 0 {
+                    hash ^= window;
+                }
+                let next_key_bit = key.get(4 + i).map_or(0, |k| (k >> (7 - bit)) & 1);
+                window = (window << 1) | u32::from(next_key_bit);
+            }
+        }
+        hash
+    }
+
+    #[test]
+    fn the_rss_key_hashes_both_directions_of_a_flow_alike() {
+        let mut seed = 0x1234_5678u32;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        for _ in 0..1000 {
+            let (src, dst) = (next().to_be_bytes(), next().to_be_bytes());
+            let (sport, dport) = ((next() as u16).to_be_bytes(), (next() as u16).to_be_bytes());
+            let forward = [&src[..], &dst, &sport, &dport].concat();
+            let reverse = [&dst[..], &src, &dport, &sport].concat();
+            assert_eq!(
+                toeplitz(&SYMMETRIC_RSS_KEY[..40], &forward),
+                toeplitz(&SYMMETRIC_RSS_KEY[..40], &reverse)
+            );
+        }
+    }
+
+    #[test]
+    fn the_toeplitz_reference_matches_the_rss_specification() {
+        // Microsoft's verification suite: the default key, IPv4 only,
+        // 66.9.149.187 -> 161.142.100.80 hashes to 0x323e8fc2.
+        let key: [u8; 40] = [
+            0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
+            0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3,
+            0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
+        ];
+        assert_eq!(
+            toeplitz(&key, &[66, 9, 149, 187, 161, 142, 100, 80]),
+            0x323e_8fc2
+        );
+    }
+
+    #[test]
+    fn the_rss_hash_field_mask_covers_ip_tcp_and_udp_only() {
+        assert_eq!(RSS_HF_IP_TCP_UDP & 0b11, 0);
+        assert_eq!(RSS_HF_IP_TCP_UDP >> 18, 0);
+        assert_eq!(RSS_HF_IP_TCP_UDP.count_ones(), 16);
     }
 }
