@@ -252,11 +252,12 @@ impl Config {
             field: String::new(),
             message: format!("cannot read the config file: {e}"),
         })?;
-        Config::parse(path, &text, available_cpus())
+        Config::parse(path, &text, &available_cpus())
     }
 
-    /// Parses and validates config text; `cpus` is how many CPUs exist.
-    pub fn parse(path: &Path, text: &str, cpus: usize) -> Result<Config, ConfigError> {
+    /// Parses and validates config text; `cpus` are the CPUs this process
+    /// may use.
+    pub fn parse(path: &Path, text: &str, cpus: &[usize]) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start));
             ConfigError {
@@ -271,18 +272,43 @@ impl Config {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|&b| b == b'\n')
+    let bytes = text.as_bytes();
+    bytes[..offset.min(bytes.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
         .count()
         + 1
 }
 
-/// How many CPUs this process may run on.
-pub fn available_cpus() -> usize {
-    core_affinity::get_core_ids()
-        .map(|ids| ids.iter().map(|c| c.id + 1).max().unwrap_or(1))
-        .unwrap_or(1)
+/// The CPUs this process may run on (its affinity mask), ascending.
+pub fn available_cpus() -> Vec<usize> {
+    let mut cpus: Vec<usize> = core_affinity::get_core_ids()
+        .map(|ids| ids.iter().map(|c| c.id).collect())
+        .unwrap_or_default();
+    cpus.sort_unstable();
+    if cpus.is_empty() {
+        cpus.push(0);
+    }
+    cpus
+}
+
+/// "0-3,6" style, for error messages.
+fn cpu_list(cpus: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let start = cpus[i];
+        while i + 1 < cpus.len() && cpus[i + 1] == cpus[i] + 1 {
+            i += 1;
+        }
+        out.push(if cpus[i] == start {
+            start.to_string()
+        } else {
+            format!("{start}-{}", cpus[i])
+        });
+        i += 1;
+    }
+    out.join(",")
 }
 
 struct Validator<'a> {
@@ -307,16 +333,19 @@ impl Validator<'_> {
         })
     }
 
-    fn validate(&self, raw: RawConfig, cpus: usize) -> Result<Config, ConfigError> {
+    fn validate(&self, raw: RawConfig, cpus: &[usize]) -> Result<Config, ConfigError> {
+        let unavailable = |cpu: usize| {
+            format!(
+                "CPU {cpu} is not available to this process (it may use CPUs {})",
+                cpu_list(cpus)
+            )
+        };
         let control = *raw.cores.control.get_ref();
-        if control >= cpus {
+        if !cpus.contains(&control) {
             return self.err(
                 "cores.control",
                 Some(raw.cores.control.span()),
-                format!(
-                    "CPU {control} does not exist: this machine has CPUs 0 to {}",
-                    cpus - 1
-                ),
+                unavailable(control),
             );
         }
         let workers = raw.cores.workers.get_ref().clone();
@@ -329,15 +358,8 @@ impl Validator<'_> {
             );
         }
         for (i, &w) in workers.iter().enumerate() {
-            if w >= cpus {
-                return self.err(
-                    "cores.workers",
-                    workers_span,
-                    format!(
-                        "CPU {w} does not exist: this machine has CPUs 0 to {}",
-                        cpus - 1
-                    ),
-                );
+            if !cpus.contains(&w) {
+                return self.err("cores.workers", workers_span, unavailable(w));
             }
             if workers[..i].contains(&w) {
                 return self.err(
@@ -618,7 +640,7 @@ mtu = 1500
 "#;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(Path::new("test.toml"), text, 2)
+        Config::parse(Path::new("test.toml"), text, &[0, 1])
     }
 
     fn error(text: &str) -> ConfigError {
@@ -648,7 +670,11 @@ mtu = 1500
         let e = error(&GOOD.replace("workers = [1]", "workers = [7]"));
         assert_eq!(e.field, "cores.workers");
         assert_eq!(e.line, Some(9));
-        assert!(e.message.contains("CPU 7 does not exist"), "{e}");
+        assert!(
+            e.message
+                .contains("CPU 7 is not available to this process (it may use CPUs 0-1)"),
+            "{e}"
+        );
         assert!(
             e.to_string().starts_with("test.toml:9: `cores.workers`"),
             "{e}"
@@ -760,6 +786,33 @@ mtu = 1500
             parse_device("net_null0"),
             Ok(DeviceKind::Vdev("net_null0".into()))
         );
+    }
+
+    #[test]
+    fn cpu_lists_are_compressed_into_ranges() {
+        assert_eq!(cpu_list(&[0, 1, 2, 3, 6, 8, 9]), "0-3,6,8-9");
+        assert_eq!(cpu_list(&[5]), "5");
+    }
+
+    #[test]
+    fn a_cpu_outside_the_affinity_mask_is_refused() {
+        let e = Config::parse(Path::new("t.toml"), GOOD, &[2, 3]).unwrap_err();
+        assert_eq!(e.field, "cores.control");
+    }
+
+    #[test]
+    fn errors_after_multibyte_characters_still_find_their_line() {
+        let e = error(
+            &GOOD
+                .replace("name = \"lan\"", "name = \"lån—ü\"")
+                .replace("workers = [1]", "workers = [9]"),
+        );
+        assert_eq!(e.line, Some(9));
+        let e = error(&format!(
+            "# ünïcødé\n{}",
+            GOOD.replace("02:00:00:00:02:02", "zz")
+        ));
+        assert_eq!(e.line, Some(23));
     }
 
     #[test]

@@ -222,4 +222,40 @@ mod tests {
         assert_eq!(f.vlan().map(|t| t.vid), Some(100));
         assert_eq!(ipv4::Packet::new_checked(f.payload()).unwrap().ttl(), 63);
     }
+
+    #[test]
+    fn random_frames_never_panic_and_only_valid_ip_is_forwarded() {
+        let mut seed = 0x9e37_79b9u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let mut fwd = forwarder();
+        let mut forwarded = 0;
+        for _ in 0..20_000 {
+            let len = (next() % 160) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Make most of them claim to be IP so the IP parsers are exercised.
+            if len >= 15 {
+                let ethertype: [u8; 2] = match next() % 4 {
+                    0 => [0x08, 0x00],
+                    1 => [0x86, 0xdd],
+                    2 => [0x81, 0x00],
+                    _ => [bytes[12], bytes[13]],
+                };
+                bytes[12..14].copy_from_slice(&ethertype);
+                bytes[14] = (bytes[14] & 0x0f) | if next() % 2 == 0 { 0x40 } else { 0x60 };
+            }
+            let mut p = packet(&bytes);
+            if let Verdict::Forward(out) = fwd.process(&mut p, (next() % 2) as u8, 0) {
+                forwarded += 1;
+                let f = ethernet::Frame::new_checked(p.data()).expect("forwarded frames parse");
+                let expected = fwd.entry(out ^ 1).unwrap();
+                assert_eq!(f.dst_addr(), expected.dst_mac);
+            }
+        }
+        assert!(forwarded > 0, "some random frames are valid IP");
+    }
 }
