@@ -24,16 +24,32 @@ pub enum DropReason {
     NoRoute,
     /// The tx queue was full.
     TxFull,
+    /// The ring to the control thread was full.
+    PuntFull,
+    /// A WireGuard message that failed its checks: malformed, unknown
+    /// receiver index, or authentication failure.
+    WgInvalid,
+    /// A WireGuard transport message replayed or behind the window.
+    WgReplay,
+    /// A decrypted packet whose source is not in its peer's allowed IPs.
+    WgCryptokeyMismatch,
+    /// Encryption refused: keypair exhausted or no room in the buffer.
+    WgEncapFailed,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 10;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::TtlExceeded,
         DropReason::NoRoute,
         DropReason::TxFull,
+        DropReason::PuntFull,
+        DropReason::WgInvalid,
+        DropReason::WgReplay,
+        DropReason::WgCryptokeyMismatch,
+        DropReason::WgEncapFailed,
     ];
 
     /// A stable snake_case name for logs and metrics labels.
@@ -44,6 +60,11 @@ impl DropReason {
             DropReason::TtlExceeded => "ttl_exceeded",
             DropReason::NoRoute => "no_route",
             DropReason::TxFull => "tx_full",
+            DropReason::PuntFull => "punt_full",
+            DropReason::WgInvalid => "wg_invalid",
+            DropReason::WgReplay => "wg_replay",
+            DropReason::WgCryptokeyMismatch => "wg_cryptokey_mismatch",
+            DropReason::WgEncapFailed => "wg_encap_failed",
         }
     }
 }
@@ -82,6 +103,9 @@ pub struct WorkerCounters {
     pub drops: [Counter; DropReason::COUNT],
     /// TSC cycles spent in loop iterations that received packets.
     pub busy_cycles: Counter,
+    /// Packets handed to and received from the control thread.
+    pub punted: Counter,
+    pub injected: Counter,
     /// Loop iterations, and those that received nothing.
     pub polls: Counter,
     pub idle_polls: Counter,
@@ -108,6 +132,8 @@ impl WorkerCounters {
             *dst = src.get();
         }
         s.busy_cycles = self.busy_cycles.get();
+        s.punted = self.punted.get();
+        s.injected = self.injected.get();
         s.polls = self.polls.get();
         s.idle_polls = self.idle_polls.get();
         s
@@ -129,6 +155,8 @@ pub struct WorkerSnapshot {
     pub ports: [PortSnapshot; MAX_PORTS],
     pub drops: [u64; DropReason::COUNT],
     pub busy_cycles: u64,
+    pub punted: u64,
+    pub injected: u64,
     pub polls: u64,
     pub idle_polls: u64,
 }
@@ -168,6 +196,8 @@ impl WorkerSnapshot {
             *dst = now.wrapping_sub(*then);
         }
         d.busy_cycles = self.busy_cycles.wrapping_sub(earlier.busy_cycles);
+        d.punted = self.punted.wrapping_sub(earlier.punted);
+        d.injected = self.injected.wrapping_sub(earlier.injected);
         d.polls = self.polls.wrapping_sub(earlier.polls);
         d.idle_polls = self.idle_polls.wrapping_sub(earlier.idle_polls);
         d

@@ -8,7 +8,8 @@
 //! mode sleeps only after a run of empty polls.
 
 use crate::buf::PacketBuf;
-use crate::dpdk::{tsc, MbufBurst, RxQueue, TxQueue};
+use crate::dpdk::{tsc, Mbuf, MbufBurst, RxQueue, TxQueue, BURST_SIZE};
+use crate::punt::{InjectAction, PuntReason, Punted, WorkerRings};
 use crate::stats::{DropReason, PortCounters, WorkerCounters, MAX_PORTS};
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,6 +20,8 @@ pub enum Verdict {
     /// Send it out of the port with this index (in the worker's port list).
     Forward(u8),
     Drop(DropReason),
+    /// Hand it to the control thread.
+    Punt(PuntReason),
 }
 
 /// Per-packet logic, written once against [`PacketBuf`] so it runs on
@@ -27,6 +30,17 @@ pub trait Processor {
     /// Handles one packet that arrived on port index `in_port`. `now` is the
     /// TSC read at the start of the burst.
     fn process<B: PacketBuf>(&mut self, packet: &mut B, in_port: u8, now: u64) -> Verdict;
+
+    /// Handles a packet the control thread injected with
+    /// `InjectAction::Process { aux }`. By default such packets are dropped.
+    fn process_local<B: PacketBuf>(&mut self, _packet: &mut B, _aux: u32, _now: u64) -> Verdict {
+        Verdict::Drop(DropReason::NoRoute)
+    }
+
+    /// Called once per loop iteration before rx, with the same `now`: apply
+    /// what the control thread published.
+    #[inline(always)]
+    fn poll(&mut self, _now: u64) {}
 }
 
 /// Does nothing to the packet and sends it back out of the port pairs
@@ -67,6 +81,7 @@ pub struct PortQueues<'p> {
 /// A worker: its queues, its processor and its counters.
 pub struct Worker<'p, P> {
     ports: Vec<PortQueues<'p>>,
+    rings: Option<&'p WorkerRings>,
     tx_pending: Vec<MbufBurst>,
     rx_burst: MbufBurst,
     processor: P,
@@ -94,6 +109,7 @@ impl<'p, P: Processor> Worker<'p, P> {
         let tx_pending = ports.iter().map(|_| MbufBurst::new()).collect();
         Ok(Worker {
             ports,
+            rings: None,
             tx_pending,
             rx_burst: MbufBurst::new(),
             processor,
@@ -103,6 +119,13 @@ impl<'p, P: Processor> Worker<'p, P> {
             last_tsc: tsc(),
             last_had_packets: false,
         })
+    }
+
+    /// Connects the worker to the control thread: punted packets go to
+    /// `rings.punt`, and `rings.inject` is drained every iteration.
+    pub fn with_rings(mut self, rings: &'p WorkerRings) -> Self {
+        self.rings = Some(rings);
+        self
     }
 
     /// Polls until `stop` is set, then flushes what is pending.
@@ -129,9 +152,33 @@ impl<'p, P: Processor> Worker<'p, P> {
         self.last_tsc = now;
         self.counters.polls.add(1);
 
+        self.processor.poll(now);
         let mut received = 0;
-        for in_port in 0..self.ports.len() {
-            let n = self.ports[in_port].rx.rx_burst(&mut self.rx_burst);
+        let mut out = Outputs {
+            ports: &mut self.ports,
+            tx_pending: &mut self.tx_pending,
+            counters: self.counters,
+            rings: self.rings,
+        };
+        if let Some(rings) = self.rings {
+            for _ in 0..BURST_SIZE {
+                let Some(injected) = rings.inject.pop() else {
+                    break;
+                };
+                received += 1;
+                self.counters.injected.add(1);
+                let mut packet = injected.mbuf;
+                let verdict = match injected.action {
+                    InjectAction::Transmit => Verdict::Forward(injected.port),
+                    InjectAction::Process { aux } => {
+                        self.processor.process_local(&mut packet, aux, now)
+                    }
+                };
+                out.dispatch(verdict, packet, injected.port);
+            }
+        }
+        for in_port in 0..out.ports.len() {
+            let n = out.ports[in_port].rx.rx_burst(&mut self.rx_burst);
             if n == 0 {
                 continue;
             }
@@ -139,26 +186,8 @@ impl<'p, P: Processor> Worker<'p, P> {
             let mut rx_bytes = 0u64;
             for mut packet in self.rx_burst.drain() {
                 rx_bytes += packet.len() as u64;
-                match self.processor.process(&mut packet, in_port as u8, now) {
-                    Verdict::Forward(out) => {
-                        let out = usize::from(out);
-                        let (Some(pending), Some(queues)) =
-                            (self.tx_pending.get_mut(out), self.ports.get_mut(out))
-                        else {
-                            self.counters.drop(DropReason::NoRoute, 1);
-                            continue;
-                        };
-                        if let Err(packet) = pending.push(packet) {
-                            // Cannot happen: we flush at 32. Count it anyway.
-                            drop(packet);
-                            self.counters.drop(DropReason::TxFull, 1);
-                        }
-                        if pending.is_full() {
-                            flush(queues, pending, &self.counters.ports[out], self.counters);
-                        }
-                    }
-                    Verdict::Drop(reason) => self.counters.drop(reason, 1),
-                }
+                let verdict = self.processor.process(&mut packet, in_port as u8, now);
+                out.dispatch(verdict, packet, in_port as u8);
             }
             let c = &self.counters.ports[in_port];
             c.rx_packets.add(n as u64);
@@ -211,6 +240,51 @@ impl<P> Drop for Worker<'_, P> {
             if n > 0 {
                 self.counters.drop(DropReason::TxFull, n as u64);
             }
+        }
+    }
+}
+
+/// Where verdicts send packets: the per-port tx buffers and the punt ring.
+struct Outputs<'w, 'p> {
+    ports: &'w mut Vec<PortQueues<'p>>,
+    tx_pending: &'w mut Vec<MbufBurst>,
+    counters: &'p WorkerCounters,
+    rings: Option<&'p WorkerRings>,
+}
+
+impl Outputs<'_, '_> {
+    #[inline(always)]
+    fn dispatch(&mut self, verdict: Verdict, packet: Mbuf, in_port: u8) {
+        match verdict {
+            Verdict::Forward(out) => {
+                let out = usize::from(out);
+                let (Some(pending), Some(queues)) =
+                    (self.tx_pending.get_mut(out), self.ports.get_mut(out))
+                else {
+                    self.counters.drop(DropReason::NoRoute, 1);
+                    return;
+                };
+                if let Err(packet) = pending.push(packet) {
+                    // Cannot happen: we flush at 32. Count it anyway.
+                    drop(packet);
+                    self.counters.drop(DropReason::TxFull, 1);
+                }
+                if pending.is_full() {
+                    flush(queues, pending, &self.counters.ports[out], self.counters);
+                }
+            }
+            Verdict::Drop(reason) => self.counters.drop(reason, 1),
+            Verdict::Punt(reason) => match self.rings {
+                Some(rings) => match rings.punt.push(Punted {
+                    reason,
+                    port: in_port,
+                    mbuf: packet,
+                }) {
+                    Ok(()) => self.counters.punted.add(1),
+                    Err(_) => self.counters.drop(DropReason::PuntFull, 1),
+                },
+                None => self.counters.drop(DropReason::PuntFull, 1),
+            },
         }
     }
 }

@@ -5,15 +5,17 @@
 //! EAL initialises once per process, so this file holds one EAL (with its
 //! own --file-prefix) shared by its tests, which take turns on a lock.
 
+use patronus_dataplane::buf::PacketBuf as _;
 use patronus_dataplane::buf::{check_packet_buf_contract, PacketBuf};
 use patronus_dataplane::dpdk::{self, Eal, EalMemory, MbufBurst, Mempool, Ring};
 use patronus_dataplane::forward::{ForwardEntry, Forwarder};
+use patronus_dataplane::punt::{InjectAction, Injected, PuntReason, WorkerRings};
 use patronus_dataplane::ringbed::{RingBed, LAN, WAN};
 use patronus_dataplane::stats::{DropReason, WorkerCounters};
 use patronus_dataplane::synth;
 use patronus_dataplane::wire::ethernet::{Address, Frame};
 use patronus_dataplane::wire::{ipv4, ipv6};
-use patronus_dataplane::worker::{Polling, PortQueues, Processor, Worker};
+use patronus_dataplane::worker::{Polling, PortQueues, Processor, Verdict, Worker};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -76,6 +78,17 @@ fn collect(ring: &Ring) -> Vec<Vec<u8>> {
 /// Runs a worker with `processor` on `bed` until it has received `expected`
 /// packets (or 20 s pass), then stops it. Returns its counters.
 fn run_worker<P: Processor + Send>(bed: &RingBed, processor: P, expected: u64) -> WorkerCounters {
+    run_worker_with(bed, processor, None, |c| {
+        c.snapshot().rx_packets() >= expected
+    })
+}
+
+fn run_worker_with<P: Processor + Send>(
+    bed: &RingBed,
+    processor: P,
+    rings: Option<&WorkerRings>,
+    mut done: impl FnMut(&WorkerCounters) -> bool,
+) -> WorkerCounters {
     let counters = WorkerCounters::default();
     let stop = AtomicBool::new(false);
     let queues: Vec<PortQueues<'_>> = bed
@@ -95,12 +108,15 @@ fn run_worker<P: Processor + Send>(bed: &RingBed, processor: P, expected: u64) -
             }));
             let lcore = dpdk::register_thread().expect("worker registers as an lcore");
             let mut w = Worker::new(queues, processor, c, Polling::Adaptive).unwrap();
+            if let Some(rings) = rings {
+                w = w.with_rings(rings);
+            }
             w.run(s);
             drop(w);
             drop(lcore);
         });
         let deadline = Instant::now() + Duration::from_secs(20);
-        while counters.snapshot().rx_packets() < expected && Instant::now() < deadline {
+        while !done(&counters) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
         stop.store(true, Ordering::SeqCst);
@@ -305,4 +321,92 @@ fn mempool_bulk_alloc_is_all_or_nothing_and_burst_drop_frees() {
     assert_eq!(env.pool.in_use(), before + 32);
     drop(burst);
     assert_eq!(env.pool.in_use(), before);
+}
+
+/// Punts everything that arrives on the LAN port; encrypts nothing.
+struct PuntLan;
+
+impl Processor for PuntLan {
+    fn process<B: patronus_dataplane::buf::PacketBuf>(
+        &mut self,
+        _: &mut B,
+        in_port: u8,
+        _: u64,
+    ) -> Verdict {
+        if in_port == LAN {
+            Verdict::Punt(PuntReason::WgHandshake)
+        } else {
+            Verdict::Forward(LAN)
+        }
+    }
+
+    fn process_local<B: patronus_dataplane::buf::PacketBuf>(
+        &mut self,
+        packet: &mut B,
+        aux: u32,
+        _: u64,
+    ) -> Verdict {
+        packet.data_mut()[0] = aux as u8;
+        Verdict::Forward(WAN)
+    }
+}
+
+#[test]
+fn punted_packets_reach_the_control_side_and_injected_ones_leave() {
+    let (env, _turn) = env();
+    let pool = &env.pool;
+    let in_use_before = pool.in_use();
+    {
+        let bed = RingBed::new("punt", 4095, pool).expect("ring ports start");
+        let rings = WorkerRings::new(64);
+        let h4 = IpAddr::V4(Ipv4Addr::new(10, 10, 1, 2));
+        let w4 = IpAddr::V4(Ipv4Addr::new(10, 10, 2, 2));
+        // 100 packets against a punt ring of 64: the rest are counted, not blocked on.
+        let frames: Vec<Vec<u8>> = (0..100)
+            .map(|_| synth::udp_frame(LAN_HOST, WAN_HOST, h4, w4, 64, 64))
+            .collect();
+        inject(&bed.lan_rx, pool, &frames);
+        // Two packets from the control side: one to transmit, one to process.
+        for (action, fill) in [
+            (InjectAction::Transmit, 0xaa),
+            (InjectAction::Process { aux: 0x5c }, 0xbb),
+        ] {
+            let mut m = pool.alloc().unwrap();
+            m.fill_from(&[fill; 60]).unwrap();
+            rings
+                .inject
+                .push(Injected {
+                    port: WAN,
+                    action,
+                    mbuf: m,
+                })
+                .unwrap();
+        }
+        let counters = run_worker_with(&bed, PuntLan, Some(&rings), |c| {
+            let s = c.snapshot();
+            s.rx_packets() >= 100 && s.injected >= 2
+        });
+        let s = counters.snapshot();
+        assert_eq!(s.punted, 64);
+        assert_eq!(s.drop_count(DropReason::PuntFull), 36);
+        assert_eq!(s.injected, 2);
+        let mut punted = 0;
+        while let Some(p) = rings.punt.pop() {
+            assert_eq!((p.reason, p.port), (PuntReason::WgHandshake, LAN));
+            assert_eq!(p.mbuf.data(), &frames[0][..]);
+            punted += 1;
+        }
+        assert_eq!(punted, 64);
+        let sent = collect(&bed.wan_tx);
+        assert_eq!(sent.len(), 2);
+        assert!(sent.contains(&vec![0xaa; 60]), "transmitted as is");
+        let mut processed = vec![0xbb; 60];
+        processed[0] = 0x5c;
+        assert!(sent.contains(&processed), "went through process_local");
+    }
+    assert_eq!(
+        pool.in_use(),
+        in_use_before,
+        "punted and injected mbufs all returned"
+    );
 }
