@@ -5,7 +5,6 @@
 //! EAL initialises once per process, so this file holds one EAL (with its
 //! own --file-prefix) shared by its tests, which take turns on a lock.
 
-use patronus_dataplane::buf::PacketBuf as _;
 use patronus_dataplane::buf::{check_packet_buf_contract, PacketBuf};
 use patronus_dataplane::dpdk::{self, Eal, EalMemory, MbufBurst, Mempool, Ring};
 use patronus_dataplane::forward::{ForwardEntry, Forwarder};
