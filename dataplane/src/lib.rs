@@ -19,5 +19,6 @@ pub mod punt;
 pub mod ringbed;
 pub mod stats;
 pub mod synth;
+pub mod wg;
 pub mod wire;
 pub mod worker;

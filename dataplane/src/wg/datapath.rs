@@ -1,0 +1,884 @@
+//! The WireGuard data path of one worker: LAN packets to a peer's allowed
+//! IPs are encrypted in place and sent to the peer's endpoint; transport
+//! messages from the WAN are authenticated, decrypted in place, checked
+//! against the sending peer's allowed IPs (cryptokey routing, whitepaper
+//! section 2) and delivered to the LAN. Handshake and cookie messages, and
+//! packets for peers without a session, are punted to the control thread.
+//!
+//! Ownership: in this release a node runs its WireGuard peers on a single
+//! worker, which owns every peer's send counters, replay windows and
+//! keypairs as plain fields. The control thread publishes keypairs through a
+//! lock-free command ring and reads per-peer activity (single-writer
+//! relaxed atomics) to drive the whitepaper's timers. See docs/wireguard.md.
+
+use crate::buf::PacketBuf;
+use crate::forward::Forwarder;
+use crate::punt::PuntReason;
+use crate::stats::DropReason;
+use crate::wg::allowed_ips::AllowedIps;
+use crate::wg::session::{RecvSession, SendSession};
+use crate::wg::transport::{self, DecapError, Decapsulated, EncapError};
+use crate::wire::ethernet::{self, Address, EtherType};
+use crate::wire::{ipv4, ipv6, udp, IpProtocol};
+use crate::worker::{Processor, Verdict};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use crossbeam_queue::ArrayQueue;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+
+use crate::wg::timers::{REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME};
+
+/// Outer IPv4 + UDP header bytes in front of a transport message.
+pub const OUTER_IP_UDP_LEN: usize = ipv4::HEADER_LEN + udp::HEADER_LEN;
+
+/// Local indexes carry the peer id in their top 24 bits (after removing a
+/// per-boot random mask), so a transport message finds its peer with one
+/// array access (whitepaper 5.4.6: receiver index lookup).
+pub fn local_index(mask: u32, peer: u32, generation: u8) -> u32 {
+    ((peer << 8) | u32::from(generation)) ^ mask
+}
+
+/// The peer id a local index was issued for.
+#[inline(always)]
+pub fn peer_of_index(mask: u32, index: u32) -> u32 {
+    (index ^ mask) >> 8
+}
+
+/// Both halves of a keypair, as the control thread publishes them.
+pub struct Keypair {
+    pub send: SendSession,
+    pub recv: RecvSession,
+    /// Whether we initiated the handshake (only the initiator rekeys on time).
+    pub initiator: bool,
+}
+
+/// What the control thread tells a worker.
+pub enum WgCommand {
+    /// A new keypair. The initiator's is used at once; the responder's waits
+    /// as "next" until the peer sends on it (whitepaper 5.4.6 key confirmation).
+    InstallKeypair { peer: u32, keypair: Box<Keypair> },
+    /// Forget every keypair of the peer (REJECT_AFTER_TIME × 3, or removal).
+    ClearKeys { peer: u32 },
+    /// Where to send the peer's packets.
+    SetEndpoint { peer: u32, endpoint: SocketAddrV4 },
+}
+
+/// What a worker reports about one peer: written by the owning worker only,
+/// read by the control thread for the timers, roaming and statistics.
+#[derive(Debug, Default)]
+pub struct PeerActivity {
+    /// TSC of the last authenticated packet sent (data or keepalive).
+    pub last_sent: AtomicU64,
+    /// TSC of the last data (non-keepalive) packet sent.
+    pub last_data_sent: AtomicU64,
+    /// TSC of the last authenticated packet received (data or keepalive).
+    pub last_received: AtomicU64,
+    /// The latest authenticated source address, packed (ip << 16 | port); 0 = none.
+    pub endpoint: AtomicU64,
+    /// Local index of the newest keypair that has received a packet.
+    pub confirmed_index: AtomicU32,
+    /// Set when a send found the keypair due for rekeying.
+    pub rekey_wanted: AtomicBool,
+    pub rx_bytes: AtomicU64,
+    pub tx_bytes: AtomicU64,
+}
+
+pub fn pack_endpoint(addr: SocketAddrV4) -> u64 {
+    (u64::from(u32::from(*addr.ip())) << 16) | u64::from(addr.port())
+}
+
+pub fn unpack_endpoint(packed: u64) -> Option<SocketAddrV4> {
+    (packed != 0).then(|| SocketAddrV4::new(Ipv4Addr::from((packed >> 16) as u32), packed as u16))
+}
+
+#[inline(always)]
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+#[derive(Default)]
+struct DataPeer {
+    current: Option<Keypair>,
+    /// The responder's keypair awaiting its first packet.
+    next: Option<Keypair>,
+    previous: Option<RecvSession>,
+    endpoint: Option<SocketAddrV4>,
+}
+
+/// Fixed facts about the node the data path needs.
+#[derive(Debug, Clone)]
+pub struct DataPathConfig {
+    pub lan_port: u8,
+    pub wan_port: u8,
+    /// Our LAN port's MAC and the LAN next hop's.
+    pub lan_src_mac: Address,
+    pub lan_dst_mac: Address,
+    /// Our WAN port's MAC and the WAN next hop's (the underlay gateway).
+    pub wan_src_mac: Address,
+    pub wan_dst_mac: Address,
+    /// Our address on the WAN, and the UDP port we listen on.
+    pub local_ip: Ipv4Addr,
+    pub listen_port: u16,
+    /// The per-boot mask of local indexes.
+    pub index_mask: u32,
+    pub tsc_hz: u64,
+}
+
+/// A worker's WireGuard processor. Traffic that is not for a peer follows
+/// `fallback` (plain forwarding).
+pub struct WgDataPath<'a> {
+    config: DataPathConfig,
+    peers: Vec<DataPeer>,
+    routes: AllowedIps<u32>,
+    activity: &'a [PeerActivity],
+    commands: &'a ArrayQueue<WgCommand>,
+    fallback: Forwarder,
+    rekey_after_ticks: u64,
+    reject_after_ticks: u64,
+}
+
+impl<'a> WgDataPath<'a> {
+    /// `routes` maps allowed IPs to peer ids `0..activity.len()`.
+    pub fn new(
+        config: DataPathConfig,
+        routes: AllowedIps<u32>,
+        endpoints: &[Option<SocketAddrV4>],
+        activity: &'a [PeerActivity],
+        commands: &'a ArrayQueue<WgCommand>,
+        fallback: Forwarder,
+    ) -> Self {
+        let peers = (0..activity.len())
+            .map(|i| DataPeer {
+                endpoint: endpoints.get(i).copied().flatten(),
+                ..DataPeer::default()
+            })
+            .collect();
+        let hz = config.tsc_hz.max(1);
+        WgDataPath {
+            rekey_after_ticks: REKEY_AFTER_TIME.as_secs() * hz,
+            reject_after_ticks: REJECT_AFTER_TIME.as_secs() * hz,
+            config,
+            peers,
+            routes,
+            activity,
+            commands,
+            fallback,
+        }
+    }
+
+    fn apply(&mut self, command: WgCommand) {
+        match command {
+            WgCommand::InstallKeypair { peer, keypair } => {
+                let Some(p) = self.peers.get_mut(peer as usize) else {
+                    return;
+                };
+                if keypair.initiator {
+                    p.previous = p.current.take().map(|k| k.recv);
+                    p.current = Some(*keypair);
+                    p.next = None;
+                } else {
+                    p.next = Some(*keypair);
+                }
+            }
+            WgCommand::ClearKeys { peer } => {
+                if let Some(p) = self.peers.get_mut(peer as usize) {
+                    p.current = None;
+                    p.next = None;
+                    p.previous = None;
+                }
+            }
+            WgCommand::SetEndpoint { peer, endpoint } => {
+                if let Some(p) = self.peers.get_mut(peer as usize) {
+                    p.endpoint = Some(endpoint);
+                }
+            }
+        }
+    }
+
+    /// Encrypts the IP packet in `packet` for `peer` and adds the outer
+    /// headers. Punts when there is no usable session.
+    #[inline]
+    fn send_to_peer<B: PacketBuf>(&mut self, packet: &mut B, peer: u32, now: u64) -> Verdict {
+        let (rekey_after, reject_after) = (self.rekey_after_ticks, self.reject_after_ticks);
+        let Some(p) = self.peers.get_mut(peer as usize) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let Some(endpoint) = p.endpoint else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let usable = p.current.as_ref().is_some_and(|k| {
+            now.wrapping_sub(k.send.created_at) < reject_after && !k.send.exhausted()
+        });
+        if !usable {
+            return Verdict::Punt(PuntReason::WgNeedsSession { peer });
+        }
+        let keypair = p.current.as_mut().expect("checked usable");
+        let inner_len = packet.len() as u64;
+        if let Err(e) = transport::encapsulate(packet, &mut keypair.send) {
+            return match e {
+                EncapError::CounterExhausted => Verdict::Punt(PuntReason::WgNeedsSession { peer }),
+                EncapError::NoRoom(_) => Verdict::Drop(DropReason::WgEncapFailed),
+            };
+        }
+        let activity = &self.activity[peer as usize];
+        if keypair.send.next_counter() >= REKEY_AFTER_MESSAGES
+            || (keypair.initiator && now.wrapping_sub(keypair.send.created_at) >= rekey_after)
+        {
+            activity.rekey_wanted.store(true, Relaxed);
+        }
+        activity.last_sent.store(now, Relaxed);
+        if inner_len > 0 {
+            activity.last_data_sent.store(now, Relaxed);
+        }
+        bump(&activity.tx_bytes, inner_len);
+        if push_outer_headers(packet, &self.config, endpoint).is_err() {
+            return Verdict::Drop(DropReason::WgEncapFailed);
+        }
+        Verdict::Forward(self.config.wan_port)
+    }
+
+    #[inline]
+    fn handle_lan<B: PacketBuf>(&mut self, packet: &mut B, now: u64) -> Option<Verdict> {
+        let (l2_len, dst) = {
+            let frame = ethernet::Frame::new_checked(packet.data_mut()).ok()?;
+            let l2_len = frame.header_len();
+            let dst = match frame.payload_ethertype() {
+                EtherType::Ipv4 => {
+                    IpAddr::V4(ipv4::Packet::new_checked(frame.payload()).ok()?.dst_addr())
+                }
+                EtherType::Ipv6 => {
+                    IpAddr::V6(ipv6::Packet::new_checked(frame.payload()).ok()?.dst_addr())
+                }
+                _ => return None,
+            };
+            (l2_len, dst)
+        };
+        let peer = *self.routes.lookup(dst)?;
+        // This node routes the packet into the tunnel: a router hop.
+        if !decrement_hop(&mut packet.data_mut()[l2_len..]) {
+            return Some(Verdict::Drop(DropReason::TtlExceeded));
+        }
+        packet.adj(l2_len).ok()?;
+        Some(self.send_to_peer(packet, peer, now))
+    }
+
+    #[inline]
+    fn handle_wan<B: PacketBuf>(&mut self, packet: &mut B, now: u64) -> Option<Verdict> {
+        // Is it UDP to our listen port on our address?
+        let (outer_len, src) = {
+            let frame = ethernet::Frame::new_checked(packet.data()).ok()?;
+            if frame.payload_ethertype() != EtherType::Ipv4 {
+                return None;
+            }
+            let ip = ipv4::Packet::new_checked(frame.payload()).ok()?;
+            if ip.dst_addr() != self.config.local_ip
+                || ip.next_header() != IpProtocol::Udp
+                || ip.is_fragment()
+            {
+                return None;
+            }
+            if !ip.verify_checksum() {
+                return Some(Verdict::Drop(DropReason::Malformed));
+            }
+            let datagram = udp::Packet::new_checked(ip.payload()).ok()?;
+            if datagram.dst_port() != self.config.listen_port {
+                return None;
+            }
+            let outer_len = frame.header_len() + ip.header_len() + udp::HEADER_LEN;
+            // Trim to the UDP length: drop Ethernet padding.
+            let end = frame.header_len() + ip.header_len() + usize::from(datagram.len());
+            let src = SocketAddrV4::new(ip.src_addr(), datagram.src_port());
+            let total = packet.len();
+            if end < total && packet.trim(total - end).is_err() {
+                return Some(Verdict::Drop(DropReason::Malformed));
+            }
+            (outer_len, src)
+        };
+        let message = &packet.data()[outer_len..];
+        let Some(index) = transport::receiver_index(message) else {
+            return Some(match message.first() {
+                Some(1..=3) => Verdict::Punt(PuntReason::WgHandshake),
+                _ => Verdict::Drop(DropReason::WgInvalid),
+            });
+        };
+        Some(self.receive_transport(packet, outer_len, index, src, now))
+    }
+
+    #[inline]
+    fn receive_transport<B: PacketBuf>(
+        &mut self,
+        packet: &mut B,
+        outer_len: usize,
+        index: u32,
+        src: SocketAddrV4,
+        now: u64,
+    ) -> Verdict {
+        let peer = peer_of_index(self.config.index_mask, index);
+        let Some(p) = self.peers.get_mut(peer as usize) else {
+            return Verdict::Drop(DropReason::WgInvalid);
+        };
+        if packet.adj(outer_len).is_err() {
+            return Verdict::Drop(DropReason::Malformed);
+        }
+        // Which keypair: current, next (unconfirmed) or previous.
+        let result = if let Some(k) = p.current.as_mut().filter(|k| k.recv.local_index == index) {
+            (now.wrapping_sub(k.recv.created_at) < self.reject_after_ticks)
+                .then(|| transport::decapsulate(packet, &mut k.recv))
+        } else if let Some(k) = p.next.as_mut().filter(|k| k.recv.local_index == index) {
+            let r = transport::decapsulate(packet, &mut k.recv);
+            if r.is_ok() {
+                // Key confirmation: the peer uses the new keypair, so do we.
+                let confirmed = p.next.take().expect("matched above");
+                p.previous = p.current.take().map(|k| k.recv);
+                p.current = Some(confirmed);
+            }
+            Some(r)
+        } else if let Some(r) = p.previous.as_mut().filter(|r| r.local_index == index) {
+            (now.wrapping_sub(r.created_at) < self.reject_after_ticks)
+                .then(|| transport::decapsulate(packet, r))
+        } else {
+            None
+        };
+        let outcome = match result {
+            None => return Verdict::Drop(DropReason::WgInvalid),
+            Some(Err(DecapError::Replay)) => return Verdict::Drop(DropReason::WgReplay),
+            Some(Err(_)) => return Verdict::Drop(DropReason::WgInvalid),
+            Some(Ok(outcome)) => outcome,
+        };
+        let activity = &self.activity[peer as usize];
+        activity.last_received.store(now, Relaxed);
+        activity.confirmed_index.store(index, Relaxed);
+        // Roaming (whitepaper 2.1): the newest authenticated source wins.
+        if p.endpoint != Some(src) {
+            p.endpoint = Some(src);
+            activity.endpoint.store(pack_endpoint(src), Relaxed);
+        }
+        if outcome == Decapsulated::Keepalive {
+            return Verdict::Consumed;
+        }
+        bump(&activity.rx_bytes, packet.len() as u64);
+        // Cryptokey routing: the inner source must be one of the peer's allowed IPs.
+        let inner_src = match packet.data()[0] >> 4 {
+            4 => ipv4::Packet::new_checked(packet.data())
+                .ok()
+                .map(|ip| IpAddr::V4(ip.src_addr())),
+            6 => ipv6::Packet::new_checked(packet.data())
+                .ok()
+                .map(|ip| IpAddr::V6(ip.src_addr())),
+            _ => None,
+        };
+        if inner_src.and_then(|a| self.routes.lookup(a)) != Some(&peer) {
+            return Verdict::Drop(DropReason::WgCryptokeyMismatch);
+        }
+        let ethertype = if packet.data()[0] >> 4 == 4 {
+            EtherType::Ipv4
+        } else {
+            EtherType::Ipv6
+        };
+        let Ok(head) = packet.prepend(ethernet::HEADER_LEN) else {
+            return Verdict::Drop(DropReason::WgEncapFailed);
+        };
+        let mut frame = ethernet::Frame::new_unchecked(head);
+        frame.set_dst_addr(self.config.lan_dst_mac);
+        frame.set_src_addr(self.config.lan_src_mac);
+        frame.set_ethertype(ethertype);
+        Verdict::Forward(self.config.lan_port)
+    }
+}
+
+/// Decrements the TTL / hop limit of the IP packet at the start of `ip`;
+/// false when it would expire.
+#[inline]
+fn decrement_hop(ip: &mut [u8]) -> bool {
+    match ip.first().map(|b| b >> 4) {
+        Some(4) => ipv4::Packet::new_checked(ip).is_ok_and(|mut p| p.decrement_ttl().is_some()),
+        Some(6) => {
+            ipv6::Packet::new_checked(ip).is_ok_and(|mut p| p.decrement_hop_limit().is_some())
+        }
+        _ => false,
+    }
+}
+
+/// Prepends Ethernet, IPv4 and UDP headers addressed to `endpoint` in
+/// front of the transport message that is the buffer's data.
+#[inline]
+fn push_outer_headers<B: PacketBuf>(
+    packet: &mut B,
+    config: &DataPathConfig,
+    endpoint: SocketAddrV4,
+) -> Result<(), ()> {
+    let message_len = packet.len();
+    let udp_len = u16::try_from(udp::HEADER_LEN + message_len).map_err(|_| ())?;
+    let ip_len = u16::try_from(OUTER_IP_UDP_LEN + message_len).map_err(|_| ())?;
+    let head = packet
+        .prepend(ethernet::HEADER_LEN + OUTER_IP_UDP_LEN)
+        .map_err(|_| ())?;
+    let (eth, rest) = head.split_at_mut(ethernet::HEADER_LEN);
+    let mut frame = ethernet::Frame::new_unchecked(eth);
+    frame.set_dst_addr(config.wan_dst_mac);
+    frame.set_src_addr(config.wan_src_mac);
+    frame.set_ethertype(EtherType::Ipv4);
+    let (ip_bytes, udp_bytes) = rest.split_at_mut(ipv4::HEADER_LEN);
+    ip_bytes.copy_from_slice(&[
+        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
+    let mut ip = ipv4::Packet::new_unchecked(ip_bytes);
+    ip.set_total_len(ip_len);
+    ip.set_src_addr(config.local_ip);
+    ip.set_dst_addr(*endpoint.ip());
+    ip.fill_checksum();
+    // UDP checksum 0: none, as RFC 768 allows over IPv4 and as the kernel's
+    // WireGuard does with checksum offload absent.
+    udp_bytes[0..2].copy_from_slice(&config.listen_port.to_be_bytes());
+    udp_bytes[2..4].copy_from_slice(&endpoint.port().to_be_bytes());
+    udp_bytes[4..6].copy_from_slice(&udp_len.to_be_bytes());
+    udp_bytes[6..8].copy_from_slice(&[0, 0]);
+    Ok(())
+}
+
+impl Processor for WgDataPath<'_> {
+    #[inline]
+    fn process<B: PacketBuf>(&mut self, packet: &mut B, in_port: u8, now: u64) -> Verdict {
+        let verdict = if in_port == self.config.lan_port {
+            self.handle_lan(packet, now)
+        } else if in_port == self.config.wan_port {
+            self.handle_wan(packet, now)
+        } else {
+            None
+        };
+        verdict.unwrap_or_else(|| self.fallback.process(packet, in_port, now))
+    }
+
+    fn process_local<B: PacketBuf>(&mut self, packet: &mut B, peer: u32, now: u64) -> Verdict {
+        match self.send_to_peer(packet, peer, now) {
+            // Still no session: the control thread gave it to us too early; drop.
+            Verdict::Punt(_) => Verdict::Drop(DropReason::NoRoute),
+            v => v,
+        }
+    }
+
+    #[inline]
+    fn poll(&mut self, _now: u64) {
+        for _ in 0..16 {
+            match self.commands.pop() {
+                Some(command) => self.apply(command),
+                None => break,
+            }
+        }
+    }
+}
+
+impl core::fmt::Debug for WgDataPath<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WgDataPath")
+            .field("config", &self.config)
+            .field("peers", &self.peers.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::HeapBuf;
+    use crate::forward::ForwardEntry;
+    use crate::synth;
+
+    const LAN: u8 = 0;
+    const WAN: u8 = 1;
+    const MASK: u32 = 0x5a5a_1234;
+    const OUR_KEY: [u8; 32] = [1; 32]; // we send with it, the peer receives
+    const PEER_KEY: [u8; 32] = [2; 32]; // the peer sends with it, we receive
+    const PEER_INDEX: u32 = 0xabcd_0001;
+    const LAN_HOST_MAC: Address = Address([2, 0, 0, 0, 1, 2]);
+    const LAN_PORT_MAC: Address = Address([2, 0, 0, 0, 1, 1]);
+    const WAN_PORT_MAC: Address = Address([2, 0, 0, 0, 2, 1]);
+    const GATEWAY_MAC: Address = Address([2, 0, 0, 0, 2, 2]);
+    const PEER_ENDPOINT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 10, 2, 2), 51820);
+    const LAN_HOST: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 10, 1, 2));
+    const BEHIND_PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 99, 0, 2));
+
+    struct Rig {
+        activity: Vec<PeerActivity>,
+        commands: ArrayQueue<WgCommand>,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            Rig {
+                activity: vec![PeerActivity::default()],
+                commands: ArrayQueue::new(8),
+            }
+        }
+
+        fn datapath(&self) -> WgDataPath<'_> {
+            let config = DataPathConfig {
+                lan_port: LAN,
+                wan_port: WAN,
+                lan_src_mac: LAN_PORT_MAC,
+                lan_dst_mac: LAN_HOST_MAC,
+                wan_src_mac: WAN_PORT_MAC,
+                wan_dst_mac: GATEWAY_MAC,
+                local_ip: Ipv4Addr::new(10, 10, 2, 1),
+                listen_port: 51820,
+                index_mask: MASK,
+                tsc_hz: 1_000,
+            };
+            let mut routes = AllowedIps::new();
+            routes
+                .insert("10.99.0.0".parse().unwrap(), 24, 0u32)
+                .unwrap();
+            let mut fallback = Forwarder::new();
+            fallback
+                .set(
+                    LAN,
+                    ForwardEntry {
+                        out_port: WAN,
+                        src_mac: WAN_PORT_MAC,
+                        dst_mac: GATEWAY_MAC,
+                    },
+                )
+                .unwrap();
+            WgDataPath::new(
+                config,
+                routes,
+                &[Some(PEER_ENDPOINT)],
+                &self.activity,
+                &self.commands,
+                fallback,
+            )
+        }
+    }
+
+    fn our_index() -> u32 {
+        local_index(MASK, 0, 1)
+    }
+
+    fn install(dp: &mut WgDataPath<'_>, rig: &Rig, initiator: bool, now: u64) {
+        let keypair = Keypair {
+            send: SendSession::new(&OUR_KEY, PEER_INDEX, now),
+            recv: RecvSession::new(&PEER_KEY, our_index(), now),
+            initiator,
+        };
+        rig.commands
+            .push(WgCommand::InstallKeypair {
+                peer: 0,
+                keypair: Box::new(keypair),
+            })
+            .ok()
+            .unwrap();
+        dp.poll(now);
+    }
+
+    fn lan_packet(dst: IpAddr, len: usize) -> HeapBuf {
+        HeapBuf::from_slice(
+            &synth::udp_frame(LAN_HOST_MAC, LAN_PORT_MAC, LAN_HOST, dst, 64, len),
+            128,
+            64,
+        )
+    }
+
+    /// What the peer would send us: `inner` encrypted with PEER_KEY, in
+    /// outer headers from `from`.
+    fn from_peer(inner: &[u8], peer_send: &mut SendSession, from: SocketAddrV4) -> HeapBuf {
+        let mut buf = HeapBuf::from_slice(inner, 128, 64);
+        transport::encapsulate(&mut buf, peer_send).unwrap();
+        let config = DataPathConfig {
+            lan_port: LAN,
+            wan_port: WAN,
+            lan_src_mac: LAN_PORT_MAC,
+            lan_dst_mac: LAN_HOST_MAC,
+            wan_src_mac: GATEWAY_MAC,
+            wan_dst_mac: WAN_PORT_MAC,
+            local_ip: *from.ip(),
+            listen_port: from.port(),
+            index_mask: 0,
+            tsc_hz: 1,
+        };
+        push_outer_headers(
+            &mut buf,
+            &config,
+            SocketAddrV4::new(Ipv4Addr::new(10, 10, 2, 1), 51820),
+        )
+        .unwrap();
+        buf
+    }
+
+    fn inner_ip(src: IpAddr, dst: IpAddr, len: usize) -> Vec<u8> {
+        synth::udp_frame(LAN_HOST_MAC, LAN_PORT_MAC, src, dst, 64, len)[14..].to_vec()
+    }
+
+    #[test]
+    fn without_a_session_lan_traffic_to_a_peer_is_punted_as_an_ip_packet() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        let mut p = lan_packet(BEHIND_PEER, 100);
+        assert_eq!(
+            dp.process(&mut p, LAN, 5),
+            Verdict::Punt(PuntReason::WgNeedsSession { peer: 0 })
+        );
+        assert_eq!(
+            p.data()[0] >> 4,
+            4,
+            "the Ethernet header is stripped for the control thread"
+        );
+        assert_eq!(ipv4::Packet::new_checked(p.data()).unwrap().ttl(), 63);
+    }
+
+    #[test]
+    fn lan_traffic_is_encrypted_to_the_peer_endpoint_and_decrypts_there() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        install(&mut dp, &rig, true, 10);
+        let original = lan_packet(BEHIND_PEER, 200);
+        let mut p = original.clone();
+        assert_eq!(dp.process(&mut p, LAN, 11), Verdict::Forward(WAN));
+        let frame = ethernet::Frame::new_checked(p.data()).unwrap();
+        assert_eq!(
+            (frame.dst_addr(), frame.src_addr()),
+            (GATEWAY_MAC, WAN_PORT_MAC)
+        );
+        let ip = ipv4::Packet::new_checked(frame.payload()).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!(
+            (ip.src_addr(), ip.dst_addr()),
+            (Ipv4Addr::new(10, 10, 2, 1), *PEER_ENDPOINT.ip())
+        );
+        let datagram = udp::Packet::new_checked(ip.payload()).unwrap();
+        assert_eq!((datagram.src_port(), datagram.dst_port()), (51820, 51820));
+        // The peer decrypts it into our inner packet, TTL decremented.
+        let mut message = HeapBuf::from_slice(datagram.payload(), 0, 0);
+        let mut peer_recv = RecvSession::new(&OUR_KEY, PEER_INDEX, 0);
+        assert_eq!(
+            transport::decapsulate(&mut message, &mut peer_recv),
+            Ok(Decapsulated::Packet)
+        );
+        let mut expected = original.data()[14..].to_vec();
+        ipv4::Packet::new_checked(&mut expected[..])
+            .unwrap()
+            .decrement_ttl();
+        assert_eq!(message.data(), &expected[..]);
+        assert_eq!(rig.activity[0].last_data_sent.load(Relaxed), 11);
+        assert_eq!(
+            rig.activity[0].tx_bytes.load(Relaxed),
+            expected.len() as u64
+        );
+    }
+
+    #[test]
+    fn traffic_to_other_destinations_follows_the_plain_forwarder() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        let mut p = lan_packet(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)), 80);
+        assert_eq!(dp.process(&mut p, LAN, 1), Verdict::Forward(WAN));
+        let frame = ethernet::Frame::new_checked(p.data()).unwrap();
+        assert_eq!(
+            ipv4::Packet::new_checked(frame.payload())
+                .unwrap()
+                .dst_addr(),
+            Ipv4Addr::new(192, 0, 2, 9)
+        );
+    }
+
+    #[test]
+    fn peer_traffic_is_decrypted_checked_and_delivered_to_the_lan() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        install(&mut dp, &rig, true, 10);
+        let mut peer_send = SendSession::new(&PEER_KEY, our_index(), 0);
+        let inner = inner_ip(BEHIND_PEER, LAN_HOST, 300);
+        let mut p = from_peer(&inner, &mut peer_send, PEER_ENDPOINT);
+        assert_eq!(dp.process(&mut p, WAN, 12), Verdict::Forward(LAN));
+        let frame = ethernet::Frame::new_checked(p.data()).unwrap();
+        assert_eq!(
+            (frame.dst_addr(), frame.src_addr()),
+            (LAN_HOST_MAC, LAN_PORT_MAC)
+        );
+        assert_eq!(frame.payload(), &inner[..]);
+        assert_eq!(rig.activity[0].last_received.load(Relaxed), 12);
+        assert_eq!(rig.activity[0].confirmed_index.load(Relaxed), our_index());
+
+        // The same message again is a replay.
+        let mut peer_send_again = SendSession::new(&PEER_KEY, our_index(), 0);
+        let mut replay = from_peer(&inner, &mut peer_send_again, PEER_ENDPOINT);
+        assert_eq!(
+            dp.process(&mut replay, WAN, 13),
+            Verdict::Drop(DropReason::WgReplay)
+        );
+    }
+
+    #[test]
+    fn a_peer_may_not_send_from_addresses_it_is_not_allowed() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        install(&mut dp, &rig, true, 10);
+        let mut peer_send = SendSession::new(&PEER_KEY, our_index(), 0);
+        let spoofed = inner_ip(IpAddr::V4(Ipv4Addr::new(10, 10, 1, 50)), LAN_HOST, 100);
+        let mut p = from_peer(&spoofed, &mut peer_send, PEER_ENDPOINT);
+        assert_eq!(
+            dp.process(&mut p, WAN, 12),
+            Verdict::Drop(DropReason::WgCryptokeyMismatch)
+        );
+    }
+
+    #[test]
+    fn keepalives_are_consumed_and_roaming_updates_the_endpoint() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        install(&mut dp, &rig, true, 10);
+        let mut peer_send = SendSession::new(&PEER_KEY, our_index(), 0);
+        let roamed = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 5), 40000);
+        let mut p = from_peer(&[], &mut peer_send, roamed);
+        assert_eq!(dp.process(&mut p, WAN, 20), Verdict::Consumed);
+        assert_eq!(
+            unpack_endpoint(rig.activity[0].endpoint.load(Relaxed)),
+            Some(roamed)
+        );
+        // Our next packet goes to the new endpoint.
+        let mut out = lan_packet(BEHIND_PEER, 80);
+        assert_eq!(dp.process(&mut out, LAN, 21), Verdict::Forward(WAN));
+        let frame = ethernet::Frame::new_checked(out.data()).unwrap();
+        assert_eq!(
+            ipv4::Packet::new_checked(frame.payload())
+                .unwrap()
+                .dst_addr(),
+            *roamed.ip()
+        );
+    }
+
+    #[test]
+    fn a_forged_message_does_not_move_the_endpoint() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        install(&mut dp, &rig, true, 10);
+        let mut forger = SendSession::new(&[9; 32], our_index(), 0);
+        let mut p = from_peer(
+            &inner_ip(BEHIND_PEER, LAN_HOST, 60),
+            &mut forger,
+            SocketAddrV4::new(Ipv4Addr::new(6, 6, 6, 6), 1),
+        );
+        assert_eq!(
+            dp.process(&mut p, WAN, 20),
+            Verdict::Drop(DropReason::WgInvalid)
+        );
+        assert_eq!(rig.activity[0].endpoint.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn the_responder_confirms_a_new_keypair_on_its_first_packet() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        install(&mut dp, &rig, false, 10);
+        // Unconfirmed: we cannot send on it yet.
+        let mut out = lan_packet(BEHIND_PEER, 80);
+        assert_eq!(
+            dp.process(&mut out, LAN, 11),
+            Verdict::Punt(PuntReason::WgNeedsSession { peer: 0 })
+        );
+        let mut peer_send = SendSession::new(&PEER_KEY, our_index(), 0);
+        let mut p = from_peer(&[], &mut peer_send, PEER_ENDPOINT);
+        assert_eq!(dp.process(&mut p, WAN, 12), Verdict::Consumed);
+        let mut out = lan_packet(BEHIND_PEER, 80);
+        assert_eq!(dp.process(&mut out, LAN, 13), Verdict::Forward(WAN));
+    }
+
+    #[test]
+    fn keys_older_than_reject_after_time_are_not_used() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        install(&mut dp, &rig, true, 0);
+        let late = REJECT_AFTER_TIME.as_secs() * 1_000;
+        let mut out = lan_packet(BEHIND_PEER, 80);
+        assert_eq!(
+            dp.process(&mut out, LAN, late),
+            Verdict::Punt(PuntReason::WgNeedsSession { peer: 0 })
+        );
+    }
+
+    #[test]
+    fn the_initiator_asks_for_a_rekey_after_rekey_after_time() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        install(&mut dp, &rig, true, 0);
+        let mut out = lan_packet(BEHIND_PEER, 80);
+        dp.process(&mut out, LAN, 1);
+        assert!(!rig.activity[0].rekey_wanted.load(Relaxed));
+        let mut out = lan_packet(BEHIND_PEER, 80);
+        dp.process(&mut out, LAN, REKEY_AFTER_TIME.as_secs() * 1_000);
+        assert!(rig.activity[0].rekey_wanted.load(Relaxed));
+    }
+
+    #[test]
+    fn handshake_messages_to_our_port_are_punted_and_others_forwarded() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        let mut initiation = vec![0u8; 148];
+        initiation[0] = 1;
+        let mut p = HeapBuf::from_slice(&initiation, 128, 0);
+        let config = DataPathConfig {
+            lan_port: LAN,
+            wan_port: WAN,
+            lan_src_mac: LAN_PORT_MAC,
+            lan_dst_mac: LAN_HOST_MAC,
+            wan_src_mac: GATEWAY_MAC,
+            wan_dst_mac: WAN_PORT_MAC,
+            local_ip: *PEER_ENDPOINT.ip(),
+            listen_port: 51820,
+            index_mask: 0,
+            tsc_hz: 1,
+        };
+        push_outer_headers(
+            &mut p,
+            &config,
+            SocketAddrV4::new(Ipv4Addr::new(10, 10, 2, 1), 51820),
+        )
+        .unwrap();
+        assert_eq!(
+            dp.process(&mut p, WAN, 1),
+            Verdict::Punt(PuntReason::WgHandshake)
+        );
+        // A transport message with an index we never issued.
+        let mut bogus = vec![0u8; 48];
+        bogus[0] = 4;
+        bogus[4..8].copy_from_slice(&0xffff_ffffu32.to_le_bytes());
+        let mut p = HeapBuf::from_slice(&bogus, 128, 0);
+        push_outer_headers(
+            &mut p,
+            &config,
+            SocketAddrV4::new(Ipv4Addr::new(10, 10, 2, 1), 51820),
+        )
+        .unwrap();
+        assert_eq!(
+            dp.process(&mut p, WAN, 1),
+            Verdict::Drop(DropReason::WgInvalid)
+        );
+    }
+
+    #[test]
+    fn random_wan_frames_never_panic() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        install(&mut dp, &rig, true, 0);
+        let mut peer_send = SendSession::new(&PEER_KEY, our_index(), 0);
+        let valid = from_peer(
+            &inner_ip(BEHIND_PEER, LAN_HOST, 100),
+            &mut peer_send,
+            PEER_ENDPOINT,
+        );
+        let mut seed = 0x1234_5678u32;
+        for i in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let mut bytes = valid.data().to_vec();
+            let at = seed as usize % bytes.len();
+            bytes[at] ^= (seed >> 8) as u8 | 1;
+            bytes.truncate(bytes.len() - (i % 7));
+            let mut p = HeapBuf::from_slice(&bytes, 128, 64);
+            let verdict = dp.process(&mut p, WAN, 1);
+            assert!(
+                !matches!(verdict, Verdict::Forward(LAN)) || at < 42,
+                "only header changes may still pass, byte {at}"
+            );
+        }
+    }
+}
