@@ -22,6 +22,8 @@ pub enum Verdict {
     Drop(DropReason),
     /// Hand it to the control thread.
     Punt(PuntReason),
+    /// Fully handled here (a keepalive, for instance): free it, count nothing.
+    Consumed,
 }
 
 /// Per-packet logic, written once against [`PacketBuf`] so it runs on
@@ -274,6 +276,7 @@ impl Outputs<'_, '_> {
                 }
             }
             Verdict::Drop(reason) => self.counters.drop(reason, 1),
+            Verdict::Consumed => {}
             Verdict::Punt(reason) => match self.rings {
                 Some(rings) => match rings.punt.push(Punted {
                     reason,
