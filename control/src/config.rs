@@ -175,6 +175,7 @@ struct RawConfig {
     stats: StatsSection,
     #[serde(default, rename = "port")]
     ports: Vec<PortSection>,
+    wireguard: Option<crate::wgconfig::WireguardSection>,
 }
 
 /// How a port's device is attached.
@@ -201,7 +202,7 @@ pub struct PortConfig {
 }
 
 /// A validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Config {
     pub path: PathBuf,
     pub hugepages: bool,
@@ -216,6 +217,8 @@ pub struct Config {
     pub data_room: u16,
     pub stats_interval_secs: u64,
     pub ports: Vec<PortConfig>,
+    /// WireGuard peers and keys, when the `[wireguard]` section is present.
+    pub wireguard: Option<crate::wgconfig::WireguardConfig>,
 }
 
 fn default_true() -> bool {
@@ -454,6 +457,30 @@ impl Validator<'_> {
             Some(m) => *m.get_ref(),
         };
 
+        let wireguard = match &raw.wireguard {
+            None => None,
+            Some(section) => {
+                if workers.len() != 1 {
+                    return self.err(
+                        "cores.workers",
+                        workers_span,
+                        "with [wireguard], this release runs on exactly one worker (it owns every peer's counters and replay windows); list one CPU",
+                    );
+                }
+                Some(section.validate().map_err(|e| ConfigError {
+                    file: e.file.clone().unwrap_or_else(|| self.path.into()),
+                    line: e.line.or_else(|| {
+                        e.span
+                            .clone()
+                            .filter(|s| !(s.start == 0 && s.end == 0))
+                            .map(|s| line_of(self.text, s.start))
+                    }),
+                    field: e.field,
+                    message: e.message,
+                })?)
+            }
+        };
+
         Ok(Config {
             path: self.path.into(),
             hugepages: raw.eal.hugepages,
@@ -468,6 +495,7 @@ impl Validator<'_> {
             data_room,
             stats_interval_secs: raw.stats.interval_secs,
             ports,
+            wireguard,
         })
     }
 

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 mod config;
 mod run;
+mod wgconfig;
+mod wgdriver;
 
 /// Exit code for a configuration the daemon refuses (nothing was started).
 const EXIT_BAD_CONFIG: u8 = 2;

@@ -5,11 +5,15 @@
 //! queues hold), then the mempool is freed and EAL cleaned up.
 
 use crate::config::{Config, DeviceKind, PortRole};
+use crate::wgconfig::WireguardConfig;
+use crate::wgdriver::{self, WgDriver, WgShared};
 use patronus_dataplane::dpdk::{self, DpdkError, Eal, EalMemory, Mempool, Port, PortConfig};
 use patronus_dataplane::forward::{ForwardEntry, Forwarder};
+use patronus_dataplane::punt::WorkerRings;
 use patronus_dataplane::stats::{DropReason, WorkerCounters, WorkerSnapshot};
+use patronus_dataplane::wg::datapath::{DataPathConfig, WgDataPath};
 use patronus_dataplane::wire::ethernet::Address;
-use patronus_dataplane::worker::{PortQueues, Worker};
+use patronus_dataplane::worker::{Polling, PortQueues, Processor, Worker};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -117,6 +121,18 @@ pub fn run(config: &Config) -> Result<(), RunError> {
     }
     let forwarder = build_forwarder(config, &ports)?;
 
+    // WireGuard: the rings and per-peer activity shared by the worker and
+    // the control thread's driver. Declared after the pool and ports, so
+    // the mbufs they may hold are freed before the pool is.
+    let wg_shared = config
+        .wireguard
+        .as_ref()
+        .map(|wg| WgShared::new(wg.peers.len()));
+    let wg_datapath = match (&config.wireguard, &wg_shared) {
+        (Some(wg), Some(_)) => Some(datapath_config(config, wg, &ports)?),
+        _ => None,
+    };
+
     let counters: Vec<WorkerCounters> = config
         .worker_cores
         .iter()
@@ -124,6 +140,10 @@ pub fn run(config: &Config) -> Result<(), RunError> {
         .collect();
     let ready = AtomicUsize::new(0);
     let failure: Mutex<Option<RunError>> = Mutex::new(None);
+    let mut wg_driver = match (&config.wireguard, &wg_shared, &wg_datapath) {
+        (Some(wg), Some(shared), Some(dp)) => Some(WgDriver::new(wg, dp.clone(), shared, &pool)),
+        _ => None,
+    };
 
     let polling_since = Instant::now();
     std::thread::scope(|scope| {
@@ -137,57 +157,46 @@ pub fn run(config: &Config) -> Result<(), RunError> {
                     PortQueues { rx, tx }
                 })
                 .collect();
-            let (counters, forwarder, stop, ready, failure) =
-                (&counters[w], forwarder.clone(), &*stop, &ready, &failure);
-            let polling = config.polling;
-            let spawned = std::thread::Builder::new()
-                .name(format!("patronus-w{w}"))
-                .spawn_scoped(scope, move || {
-                    let fail = |why: String| {
-                        failure
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .get_or_insert(RunError::Worker { core, why });
-                        stop.store(true, Ordering::SeqCst);
-                    };
-                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                        return fail("cannot pin the thread to this CPU".into());
-                    }
-                    let registration = match dpdk::register_thread() {
-                        Ok(r) => r,
-                        Err(e) => return fail(e.to_string()),
-                    };
-                    let mut worker = match Worker::new(queues, forwarder, counters, polling) {
-                        Ok(w) => w,
-                        Err(e) => return fail(e),
-                    };
-                    log::info!(
-                        "worker {w} polling on CPU {core} as lcore {}",
-                        registration.lcore_id()
+            let ctx = WorkerContext {
+                index: w,
+                core,
+                polling: config.polling,
+                counters: &counters[w],
+                stop: &stop,
+                ready: &ready,
+                failure: &failure,
+            };
+            match (&config.wireguard, &wg_shared, &wg_datapath) {
+                (Some(wg), Some(shared), Some(dp)) => {
+                    let endpoints: Vec<_> = wg.peers.iter().map(|p| p.endpoint).collect();
+                    let processor = WgDataPath::new(
+                        dp.clone(),
+                        wgdriver::routes(wg),
+                        &endpoints,
+                        &shared.activity,
+                        &shared.commands,
+                        forwarder.clone(),
                     );
-                    ready.fetch_add(1, Ordering::SeqCst);
-                    worker.run(stop);
-                    drop(worker);
-                    drop(registration);
-                });
-            if let Err(e) = spawned {
-                failure
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_or_insert(RunError::Worker {
-                        core,
-                        why: e.to_string(),
-                    });
-                stop.store(true, Ordering::SeqCst);
+                    spawn_worker(scope, ctx, queues, processor, Some(&shared.rings));
+                }
+                _ => spawn_worker(scope, ctx, queues, forwarder.clone(), None),
             }
         }
-        control_loop(config, &ports, &counters, &ready, &stop);
+        control_loop(config, &ports, &counters, &ready, &stop, wg_driver.as_mut());
     });
 
     if let Some(err) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
         return Err(err);
     }
     print_summary(config, &ports, &counters, polling_since.elapsed());
+    if let Some(driver) = &wg_driver {
+        for line in driver.summary() {
+            println!("  {line}");
+        }
+    }
+    // Free what the WireGuard side still holds before checking for leaks.
+    drop(wg_driver);
+    drop(wg_shared);
     drop(ports);
     let leaked = pool.in_use().saturating_sub(in_use_at_start);
     if leaked > 0 {
@@ -198,6 +207,100 @@ pub fn run(config: &Config) -> Result<(), RunError> {
     drop(pool);
     println!("patronus: stopped cleanly");
     Ok(())
+}
+
+/// What one worker thread needs besides its queues and processor.
+struct WorkerContext<'a> {
+    index: usize,
+    core: usize,
+    polling: Polling,
+    counters: &'a WorkerCounters,
+    stop: &'a AtomicBool,
+    ready: &'a AtomicUsize,
+    failure: &'a Mutex<Option<RunError>>,
+}
+
+/// Starts one pinned, lcore-registered worker thread running `processor`.
+fn spawn_worker<'scope, 'env, P: Processor + Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    ctx: WorkerContext<'scope>,
+    queues: Vec<PortQueues<'scope>>,
+    processor: P,
+    rings: Option<&'scope WorkerRings>,
+) {
+    let WorkerContext {
+        index: w,
+        core,
+        polling,
+        counters,
+        stop,
+        ready,
+        failure,
+    } = ctx;
+    let fail = move |why: String| {
+        failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(RunError::Worker { core, why });
+        stop.store(true, Ordering::SeqCst);
+    };
+    let spawned = std::thread::Builder::new()
+        .name(format!("patronus-w{w}"))
+        .spawn_scoped(scope, move || {
+            if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                return fail("cannot pin the thread to this CPU".into());
+            }
+            let registration = match dpdk::register_thread() {
+                Ok(r) => r,
+                Err(e) => return fail(e.to_string()),
+            };
+            let mut worker = match Worker::new(queues, processor, counters, polling) {
+                Ok(w) => w,
+                Err(e) => return fail(e),
+            };
+            if let Some(rings) = rings {
+                worker = worker.with_rings(rings);
+            }
+            log::info!(
+                "worker {w} polling on CPU {core} as lcore {}",
+                registration.lcore_id()
+            );
+            ready.fetch_add(1, Ordering::SeqCst);
+            worker.run(stop);
+            drop(worker);
+            drop(registration);
+        });
+    if let Err(e) = spawned {
+        fail(e.to_string());
+    }
+}
+
+/// The WireGuard data path's view of the node: ports, MACs, our address.
+fn datapath_config(
+    config: &Config,
+    wg: &WireguardConfig,
+    ports: &[Port],
+) -> Result<DataPathConfig, RunError> {
+    let index = |role| {
+        config
+            .ports
+            .iter()
+            .position(|p| p.role == role)
+            .expect("validated: one port per role")
+    };
+    let (lan, wan) = (index(PortRole::Lan), index(PortRole::Wan));
+    Ok(DataPathConfig {
+        lan_port: lan as u8,
+        wan_port: wan as u8,
+        lan_src_mac: Address(ports[lan].mac_addr()?),
+        lan_dst_mac: config.ports[lan].next_hop_mac,
+        wan_src_mac: Address(ports[wan].mac_addr()?),
+        wan_dst_mac: config.ports[wan].next_hop_mac,
+        local_ip: wg.address,
+        listen_port: wg.listen_port,
+        index_mask: WgDriver::random_index_mask(),
+        tsc_hz: dpdk::tsc_hz(),
+    })
 }
 
 /// LAN traffic leaves by the WAN port and WAN traffic by the LAN port.
@@ -235,6 +338,7 @@ fn control_loop(
     counters: &[WorkerCounters],
     ready: &AtomicUsize,
     stop: &AtomicBool,
+    mut wg: Option<&mut WgDriver<'_>>,
 ) {
     let workers = config.worker_cores.len();
     let started = Instant::now();
@@ -264,7 +368,14 @@ fn control_loop(
         .collect::<Vec<_>>();
     let mut last_at = Instant::now();
     while !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(20));
+        match wg.as_deref_mut() {
+            // Handshakes and timers want millisecond attention.
+            Some(driver) => {
+                driver.poll();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
         if !interval.is_zero() && last_at.elapsed() >= interval {
             let secs = last_at.elapsed().as_secs_f64();
             last_at = Instant::now();

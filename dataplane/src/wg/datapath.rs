@@ -11,7 +11,7 @@
 //! lock-free command ring and reads per-peer activity (single-writer
 //! relaxed atomics) to drive the whitepaper's timers. See docs/wireguard.md.
 
-use crate::buf::PacketBuf;
+use crate::buf::{BufError, PacketBuf};
 use crate::forward::Forwarder;
 use crate::punt::PuntReason;
 use crate::stats::DropReason;
@@ -399,19 +399,23 @@ fn decrement_hop(ip: &mut [u8]) -> bool {
 }
 
 /// Prepends Ethernet, IPv4 and UDP headers addressed to `endpoint` in
-/// front of the transport message that is the buffer's data.
+/// front of the transport message that is the buffer's data. Fails, with
+/// the buffer unchanged, when the headroom is short or the datagram would
+/// exceed 65535 bytes.
 #[inline]
-fn push_outer_headers<B: PacketBuf>(
+pub fn push_outer_headers<B: PacketBuf>(
     packet: &mut B,
     config: &DataPathConfig,
     endpoint: SocketAddrV4,
-) -> Result<(), ()> {
+) -> Result<(), BufError> {
     let message_len = packet.len();
-    let udp_len = u16::try_from(udp::HEADER_LEN + message_len).map_err(|_| ())?;
-    let ip_len = u16::try_from(OUTER_IP_UDP_LEN + message_len).map_err(|_| ())?;
-    let head = packet
-        .prepend(ethernet::HEADER_LEN + OUTER_IP_UDP_LEN)
-        .map_err(|_| ())?;
+    let too_long = BufError::NoTailroom {
+        wanted: message_len,
+        available: usize::from(u16::MAX) - OUTER_IP_UDP_LEN,
+    };
+    let udp_len = u16::try_from(udp::HEADER_LEN + message_len).map_err(|_| too_long)?;
+    let ip_len = u16::try_from(OUTER_IP_UDP_LEN + message_len).map_err(|_| too_long)?;
+    let head = packet.prepend(ethernet::HEADER_LEN + OUTER_IP_UDP_LEN)?;
     let (eth, rest) = head.split_at_mut(ethernet::HEADER_LEN);
     let mut frame = ethernet::Frame::new_unchecked(eth);
     frame.set_dst_addr(config.wan_dst_mac);

@@ -1,0 +1,365 @@
+//! The control thread's WireGuard driver: the I/O around the pure
+//! `wg::device::Device`. It takes handshake messages and session requests
+//! from the worker's punt ring, feeds the workers' per-peer activity into
+//! the timers, and carries out the device's decisions: handshake messages
+//! out through the inject ring, keypairs through the command ring, queued
+//! packets back to the worker for encryption.
+
+use crate::wgconfig::WireguardConfig;
+use crossbeam_queue::ArrayQueue;
+use patronus_dataplane::buf::PacketBuf;
+use patronus_dataplane::dpdk::{tsc, Mbuf, Mempool};
+use patronus_dataplane::punt::{InjectAction, Injected, PuntReason, WorkerRings};
+use patronus_dataplane::wg::allowed_ips::AllowedIps;
+use patronus_dataplane::wg::datapath::{
+    push_outer_headers, unpack_endpoint, DataPathConfig, Keypair, PeerActivity, WgCommand,
+};
+use patronus_dataplane::wg::device::{Activity, Device, DeviceOutput, PeerSpec};
+use patronus_dataplane::wg::session::{RecvSession, SendSession};
+use patronus_dataplane::wire::{ethernet, ipv4, udp, IpProtocol};
+use rand_core::{OsRng, RngCore};
+use std::collections::VecDeque;
+use std::net::SocketAddrV4;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Packets held per peer while its handshake runs (wireguard-go holds up to
+/// 1024; a few dozen cover a TCP window's worth of a new flow).
+const QUEUED_PER_PEER: usize = 128;
+/// Punted packets handled per poll, so one poll stays short.
+const PUNTS_PER_POLL: usize = 512;
+
+/// The parts shared between the driver and the worker: created before the
+/// workers start and dropped after they stop.
+pub struct WgShared {
+    pub rings: WorkerRings,
+    pub commands: ArrayQueue<WgCommand>,
+    pub activity: Vec<PeerActivity>,
+}
+
+impl WgShared {
+    pub fn new(peers: usize) -> WgShared {
+        WgShared {
+            rings: WorkerRings::new(4096),
+            commands: ArrayQueue::new(4096),
+            activity: (0..peers).map(|_| PeerActivity::default()).collect(),
+        }
+    }
+}
+
+/// The allowed-IPs table for the workers: prefix → peer id.
+pub fn routes(config: &WireguardConfig) -> AllowedIps<u32> {
+    let mut routes = AllowedIps::new();
+    for (id, peer) in config.peers.iter().enumerate() {
+        for &(addr, len) in &peer.allowed_ips {
+            // Validated in the config: lengths are in range and prefixes unique.
+            let _ = routes.insert(addr, len, id as u32);
+        }
+    }
+    routes
+}
+
+/// What was last seen of a peer's activity atomics.
+#[derive(Default, Clone, Copy)]
+struct Seen {
+    sent: u64,
+    data_sent: u64,
+    received: u64,
+    rx_bytes: u64,
+    endpoint: u64,
+    confirmed: u32,
+}
+
+pub struct WgDriver<'a> {
+    device: Device,
+    shared: &'a WgShared,
+    pool: &'a Mempool,
+    datapath: DataPathConfig,
+    names: Vec<String>,
+    seen: Vec<Seen>,
+    queued: Vec<VecDeque<Mbuf>>,
+    outputs: Vec<DeviceOutput>,
+    start: Instant,
+    start_tsc: u64,
+    pub handshake_messages_sent: u64,
+    pub queue_drops: u64,
+}
+
+impl<'a> WgDriver<'a> {
+    pub fn new(
+        config: &WireguardConfig,
+        datapath: DataPathConfig,
+        shared: &'a WgShared,
+        pool: &'a Mempool,
+    ) -> WgDriver<'a> {
+        let specs = config
+            .peers
+            .iter()
+            .map(|p| PeerSpec {
+                public_key: p.public_key,
+                preshared_key: p.preshared_key.clone(),
+                endpoint: p.endpoint,
+                persistent_keepalive: p.persistent_keepalive,
+            })
+            .collect();
+        let peers = config.peers.len();
+        let device = Device::new(
+            config.private_key.clone(),
+            specs,
+            datapath.index_mask,
+            Duration::ZERO,
+            &mut OsRng,
+        );
+        log::info!(
+            "wireguard: public key {}, listening on {}:{}, {peers} peer(s)",
+            device.public_key(),
+            datapath.local_ip,
+            datapath.listen_port
+        );
+        WgDriver {
+            device,
+            shared,
+            pool,
+            datapath,
+            names: config.peers.iter().map(|p| p.name.clone()).collect(),
+            seen: vec![Seen::default(); peers],
+            queued: (0..peers).map(|_| VecDeque::new()).collect(),
+            outputs: Vec::new(),
+            start: Instant::now(),
+            start_tsc: tsc(),
+            handshake_messages_sent: 0,
+            queue_drops: 0,
+        }
+    }
+
+    /// A random mask for local indexes, drawn once per boot.
+    pub fn random_index_mask() -> u32 {
+        OsRng.next_u32()
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn tsc_to_now(&self, stamp: u64) -> Duration {
+        let ticks = stamp.saturating_sub(self.start_tsc);
+        let hz = self.datapath.tsc_hz.max(1);
+        Duration::from_secs(ticks / hz) + Duration::from_nanos((ticks % hz) * 1_000_000_000 / hz)
+    }
+
+    /// One round: punted packets, worker activity, timers. Call it often
+    /// (every millisecond or so).
+    pub fn poll(&mut self) {
+        let now = self.now();
+        let wall = SystemTime::now();
+        let rings = &self.shared.rings;
+        // wireguard-go's heuristic: under load when the handshake queue is
+        // an eighth full.
+        let under_load = rings.punt.len() >= rings.punt.capacity() / 8;
+        for _ in 0..PUNTS_PER_POLL {
+            let Some(punted) = rings.punt.pop() else {
+                break;
+            };
+            match punted.reason {
+                PuntReason::WgHandshake => {
+                    let Some((src, range)) = udp_payload(punted.mbuf.data()) else {
+                        continue;
+                    };
+                    let message = &punted.mbuf.data()[range];
+                    if let Err(e) = self.device.handle_message(
+                        src,
+                        message,
+                        under_load,
+                        now,
+                        wall,
+                        &mut OsRng,
+                        &mut self.outputs,
+                    ) {
+                        log::debug!("wireguard: handshake message from {src} rejected: {e}");
+                    }
+                }
+                PuntReason::WgNeedsSession { peer } => {
+                    if let Some(queue) = self.queued.get_mut(peer as usize) {
+                        if queue.len() >= QUEUED_PER_PEER {
+                            queue.pop_front();
+                            self.queue_drops += 1;
+                        }
+                        queue.push_back(punted.mbuf);
+                        self.device
+                            .need_session(peer, now, wall, &mut OsRng, &mut self.outputs);
+                    }
+                }
+            }
+        }
+        self.observe(now, wall);
+        self.device.poll(now, wall, &mut OsRng, &mut self.outputs);
+        self.execute();
+    }
+
+    fn observe(&mut self, now: Duration, wall: SystemTime) {
+        for peer in 0..self.seen.len() {
+            let a = &self.shared.activity[peer];
+            let current = Seen {
+                sent: a.last_sent.load(Relaxed),
+                data_sent: a.last_data_sent.load(Relaxed),
+                received: a.last_received.load(Relaxed),
+                rx_bytes: a.rx_bytes.load(Relaxed),
+                endpoint: a.endpoint.load(Relaxed),
+                confirmed: a.confirmed_index.load(Relaxed),
+            };
+            let rekey_wanted = a.rekey_wanted.swap(false, Relaxed);
+            let last = self.seen[peer];
+            let changed = |new: u64, old: u64| (new != old).then_some(new);
+            let activity = Activity {
+                sent: changed(current.sent, last.sent).map(|t| self.tsc_to_now(t)),
+                data_sent: changed(current.data_sent, last.data_sent).map(|t| self.tsc_to_now(t)),
+                received: changed(current.received, last.received).map(|t| self.tsc_to_now(t)),
+                data_received: changed(current.rx_bytes, last.rx_bytes)
+                    .map(|_| self.tsc_to_now(current.received)),
+                endpoint: changed(current.endpoint, last.endpoint).and_then(unpack_endpoint),
+                confirmed_index: (current.confirmed != last.confirmed).then_some(current.confirmed),
+                rekey_wanted,
+            };
+            self.seen[peer] = current;
+            if activity != Activity::default() {
+                if let Some(endpoint) = activity.endpoint {
+                    log::info!("wireguard: {} roamed to {endpoint}", self.names[peer]);
+                }
+                self.device.observe(
+                    peer as u32,
+                    activity,
+                    now,
+                    wall,
+                    &mut OsRng,
+                    &mut self.outputs,
+                );
+            }
+        }
+    }
+
+    fn execute(&mut self) {
+        let outputs = std::mem::take(&mut self.outputs);
+        for output in outputs {
+            match output {
+                DeviceOutput::Transmit { to, message } => self.transmit(to, &message),
+                DeviceOutput::InstallKeypair { peer, keys } => {
+                    let created = tsc();
+                    log::info!(
+                        "wireguard: handshake with {} complete ({})",
+                        self.name(peer),
+                        if keys.initiator {
+                            "we initiated"
+                        } else {
+                            "they initiated"
+                        }
+                    );
+                    let keypair = Keypair {
+                        send: SendSession::new(&keys.send_key, keys.remote_index, created),
+                        recv: RecvSession::new(&keys.recv_key, keys.local_index, created),
+                        initiator: keys.initiator,
+                    };
+                    self.command(WgCommand::InstallKeypair {
+                        peer,
+                        keypair: Box::new(keypair),
+                    });
+                }
+                DeviceOutput::ClearKeys { peer } => self.command(WgCommand::ClearKeys { peer }),
+                DeviceOutput::SetEndpoint { peer, endpoint } => {
+                    self.command(WgCommand::SetEndpoint { peer, endpoint })
+                }
+                DeviceOutput::SendKeepalive { peer } => {
+                    if let Some(m) = self.pool.alloc() {
+                        self.inject(InjectAction::Process { aux: peer }, m);
+                    }
+                }
+                DeviceOutput::FlushQueue { peer } => {
+                    let queued: Vec<Mbuf> = self
+                        .queued
+                        .get_mut(peer as usize)
+                        .map(|q| q.drain(..).collect())
+                        .unwrap_or_default();
+                    for m in queued {
+                        self.inject(InjectAction::Process { aux: peer }, m);
+                    }
+                }
+                DeviceOutput::DropQueue { peer } => {
+                    if let Some(q) = self.queued.get_mut(peer as usize) {
+                        self.queue_drops += q.len() as u64;
+                        q.clear();
+                        log::warn!("wireguard: handshake with {} gave up after 90 s; queued packets dropped", self.name(peer));
+                    }
+                }
+            }
+        }
+    }
+
+    fn name(&self, peer: u32) -> &str {
+        self.names.get(peer as usize).map_or("?", String::as_str)
+    }
+
+    fn command(&self, command: WgCommand) {
+        if self.shared.commands.push(command).is_err() {
+            log::warn!("wireguard: command ring full; a keypair or endpoint update was lost");
+        }
+    }
+
+    fn inject(&self, action: InjectAction, mbuf: Mbuf) {
+        let injected = Injected {
+            port: self.datapath.wan_port,
+            action,
+            mbuf,
+        };
+        // A full inject ring drops the packet (it is freed with `injected`).
+        let _ = self.shared.rings.inject.push(injected);
+    }
+
+    fn transmit(&mut self, to: SocketAddrV4, message: &[u8]) {
+        let Some(mut m) = self.pool.alloc() else {
+            log::warn!("wireguard: mempool exhausted; handshake message to {to} not sent");
+            return;
+        };
+        let Ok(body) = m.append(message.len()) else {
+            return;
+        };
+        body.copy_from_slice(message);
+        if push_outer_headers(&mut m, &self.datapath, to).is_ok() {
+            self.handshake_messages_sent += 1;
+            self.inject(InjectAction::Transmit, m);
+        }
+    }
+
+    /// Per-peer lines for the shutdown summary.
+    pub fn summary(&self) -> Vec<String> {
+        (0..self.names.len())
+            .map(|peer| {
+                let status = self.device.peer_status(peer as u32).unwrap_or_default();
+                let a = &self.shared.activity[peer];
+                format!(
+                    "wireguard {}: endpoint {}, handshakes {} (attempted {}), rx {} bytes, tx {} bytes",
+                    self.names[peer],
+                    self.device.peer_endpoint(peer as u32).map_or("none".to_string(), |e| e.to_string()),
+                    status.handshakes_completed,
+                    status.handshake_attempts,
+                    a.rx_bytes.load(Relaxed),
+                    a.tx_bytes.load(Relaxed)
+                )
+            })
+            .collect()
+    }
+}
+
+/// The UDP source and payload range of an Ethernet/IPv4/UDP frame.
+fn udp_payload(frame: &[u8]) -> Option<(SocketAddrV4, std::ops::Range<usize>)> {
+    let eth = ethernet::Frame::new_checked(frame).ok()?;
+    let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Udp {
+        return None;
+    }
+    let datagram = udp::Packet::new_checked(ip.payload()).ok()?;
+    let start = eth.header_len() + ip.header_len() + udp::HEADER_LEN;
+    let end = start + datagram.payload().len();
+    Some((
+        SocketAddrV4::new(ip.src_addr(), datagram.src_port()),
+        start..end,
+    ))
+}
