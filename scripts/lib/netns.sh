@@ -9,27 +9,41 @@ netns_exists() {
     ip netns list 2>/dev/null | awk '{ print $1 }' | grep -Fxq -- "$1"
 }
 
-# netns_kill_all NS [GRACE_SECS]
-# SIGTERM every process whose network namespace is NS, wait up to GRACE_SECS
-# (default 5) for them to exit, then SIGKILL the rest. Only processes inside
-# this namespace (i.e. started by the lab) are touched, each by its pid.
+# netns_pids NS [EXCEPT_PID...] — print the pids of the processes whose
+# network namespace is NS, space-separated, leaving out EXCEPT_PIDs.
+netns_pids() {
+    local ns=$1 p x out=""
+    shift
+    for p in $(ip netns pids "$ns" 2>/dev/null); do
+        for x in "$@"; do [[ $p == "$x" ]] && continue 2; done
+        out+="$p "
+    done
+    printf '%s' "$out"
+}
+
+# netns_kill_all NS [GRACE_SECS] [EXCEPT_PID...]
+# SIGTERM every process whose network namespace is NS (except EXCEPT_PIDs),
+# wait up to GRACE_SECS (default 5) for them to exit, then SIGKILL the rest.
+# Only processes inside this namespace (i.e. started by the lab) are
+# touched, each by its pid.
 netns_kill_all() {
     local ns=$1 grace=${2:-5} pids i
+    shift $(($# >= 2 ? 2 : 1))
     netns_exists "$ns" || return 0
-    pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
-    [[ -n ${pids// /} ]] || return 0
+    pids=$(netns_pids "$ns" "$@")
+    [[ -n $pids ]] || return 0
     # shellcheck disable=SC2086 # word splitting of the pid list is intended
     kill -TERM $pids 2>/dev/null || true
     for ((i = 0; i < grace * 10; i++)); do
-        pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
-        [[ -n ${pids// /} ]] || return 0
+        pids=$(netns_pids "$ns" "$@")
+        [[ -n $pids ]] || return 0
         sleep 0.1
     done
     # shellcheck disable=SC2086
     kill -KILL $pids 2>/dev/null || true
     for ((i = 0; i < 20; i++)); do
-        pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
-        [[ -n ${pids// /} ]] || return 0
+        pids=$(netns_pids "$ns" "$@")
+        [[ -n $pids ]] || return 0
         sleep 0.1
     done
 }
@@ -87,6 +101,50 @@ wait_tcp_listen() {
         if ip netns exec "$ns" ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
             return 0
         fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# pid_stop PID [GRACE_SECS] — SIGTERM one process started by the caller, wait
+# up to GRACE_SECS (default 5) for it to exit, then SIGKILL it. Reaps it when
+# it is a child of this shell. No-op if PID is empty or not running.
+pid_stop() {
+    local pid=$1 grace=${2:-5} i
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < grace * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    { wait "$pid"; } 2>/dev/null || true
+}
+
+# wg_socket NAME — the wireguard-go control socket of interface NAME. It is
+# a file in the root file system, so it is shared by all namespaces.
+wg_socket() {
+    printf '/var/run/wireguard/%s.sock\n' "$1"
+}
+
+# wg_ifname PREFIX — a WireGuard interface name unique to a lab prefix and
+# at most 15 characters ("wgp" + 8 hex digits of a checksum of PREFIX), so a
+# later run with the same prefix (or --teardown) finds an earlier run's
+# leftover socket, and concurrent labs with distinct prefixes do not clash.
+wg_ifname() {
+    local sum
+    sum=$(printf '%s' "$1" | cksum | cut -d' ' -f1)
+    printf 'wgp%08x\n' "$sum"
+}
+
+# wg_wait_socket NAME PID TIMEOUT_SECS — wait until wireguard-go (PID) has
+# created its control socket; fail early if PID exits.
+wg_wait_socket() {
+    local name=$1 pid=$2 timeout=$3 sock i
+    sock=$(wg_socket "$name")
+    for ((i = 0; i < timeout * 10; i++)); do
+        [[ -S $sock ]] && return 0
+        kill -0 "$pid" 2>/dev/null || return 1
         sleep 0.1
     done
     return 1
