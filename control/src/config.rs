@@ -459,26 +459,17 @@ impl Validator<'_> {
 
         let wireguard = match &raw.wireguard {
             None => None,
-            Some(section) => {
-                if workers.len() != 1 {
-                    return self.err(
-                        "cores.workers",
-                        workers_span,
-                        "with [wireguard], this release runs on exactly one worker (it owns every peer's counters and replay windows); list one CPU",
-                    );
-                }
-                Some(section.validate().map_err(|e| ConfigError {
-                    file: e.file.clone().unwrap_or_else(|| self.path.into()),
-                    line: e.line.or_else(|| {
-                        e.span
-                            .clone()
-                            .filter(|s| !(s.start == 0 && s.end == 0))
-                            .map(|s| line_of(self.text, s.start))
-                    }),
-                    field: e.field,
-                    message: e.message,
-                })?)
-            }
+            Some(section) => Some(section.validate().map_err(|e| ConfigError {
+                file: e.file.clone().unwrap_or_else(|| self.path.into()),
+                line: e.line.or_else(|| {
+                    e.span
+                        .clone()
+                        .filter(|s| !(s.start == 0 && s.end == 0))
+                        .map(|s| line_of(self.text, s.start))
+                }),
+                field: e.field,
+                message: e.message,
+            })?),
         };
 
         Ok(Config {

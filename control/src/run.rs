@@ -127,7 +127,7 @@ pub fn run(config: &Config) -> Result<(), RunError> {
     let wg_shared = config
         .wireguard
         .as_ref()
-        .map(|wg| WgShared::new(wg.peers.len()));
+        .map(|wg| WgShared::new(wg.peers.len(), config.worker_cores.len()));
     let wg_datapath = match (&config.wireguard, &wg_shared) {
         (Some(wg), Some(_)) => Some(datapath_config(config, wg, &ports)?),
         _ => None,
@@ -170,11 +170,14 @@ pub fn run(config: &Config) -> Result<(), RunError> {
                 (Some(wg), Some(shared), Some(dp)) => {
                     let endpoints: Vec<_> = wg.peers.iter().map(|p| p.endpoint).collect();
                     let processor = WgDataPath::new(
-                        dp.clone(),
+                        DataPathConfig {
+                            worker: w as u8,
+                            ..dp.clone()
+                        },
                         wgdriver::routes(wg),
                         &endpoints,
                         &shared.activity,
-                        &shared.commands,
+                        &shared.commands[w],
                         forwarder.clone(),
                     );
                     spawn_worker(scope, ctx, queues, processor, Some(&shared.rings));
@@ -226,7 +229,7 @@ fn spawn_worker<'scope, 'env, P: Processor + Send + 'scope>(
     ctx: WorkerContext<'scope>,
     queues: Vec<PortQueues<'scope>>,
     processor: P,
-    rings: Option<&'scope WorkerRings>,
+    rings: Option<&'scope [WorkerRings]>,
 ) {
     let WorkerContext {
         index: w,
@@ -259,7 +262,7 @@ fn spawn_worker<'scope, 'env, P: Processor + Send + 'scope>(
                 Err(e) => return fail(e),
             };
             if let Some(rings) = rings {
-                worker = worker.with_rings(rings);
+                worker = worker.with_rings(rings, w);
             }
             log::info!(
                 "worker {w} polling on CPU {core} as lcore {}",
@@ -300,6 +303,8 @@ fn datapath_config(
         listen_port: wg.listen_port,
         index_mask: WgDriver::random_index_mask(),
         tsc_hz: dpdk::tsc_hz(),
+        worker: 0,
+        workers: config.worker_cores.len() as u8,
     })
 }
 

@@ -29,19 +29,20 @@ const QUEUED_PER_PEER: usize = 128;
 /// Punted packets handled per poll, so one poll stays short.
 const PUNTS_PER_POLL: usize = 512;
 
-/// The parts shared between the driver and the worker: created before the
-/// workers start and dropped after they stop.
+/// The parts shared between the driver and the workers: created before the
+/// workers start and dropped after they stop. Index `w` of `rings` and
+/// `commands` belongs to worker `w`.
 pub struct WgShared {
-    pub rings: WorkerRings,
-    pub commands: ArrayQueue<WgCommand>,
+    pub rings: Vec<WorkerRings>,
+    pub commands: Vec<ArrayQueue<WgCommand>>,
     pub activity: Vec<PeerActivity>,
 }
 
 impl WgShared {
-    pub fn new(peers: usize) -> WgShared {
+    pub fn new(peers: usize, workers: usize) -> WgShared {
         WgShared {
-            rings: WorkerRings::new(4096),
-            commands: ArrayQueue::new(4096),
+            rings: (0..workers).map(|_| WorkerRings::new(4096)).collect(),
+            commands: (0..workers).map(|_| ArrayQueue::new(4096)).collect(),
             activity: (0..peers).map(|_| PeerActivity::default()).collect(),
         }
     }
@@ -152,12 +153,18 @@ impl<'a> WgDriver<'a> {
     pub fn poll(&mut self) {
         let now = self.now();
         let wall = SystemTime::now();
-        let rings = &self.shared.rings;
+        let shared = self.shared;
         // wireguard-go's heuristic: under load when the handshake queue is
         // an eighth full.
-        let under_load = rings.punt.len() >= rings.punt.capacity() / 8;
+        let queued: usize = shared.rings.iter().map(|r| r.punt.len()).sum();
+        let capacity: usize = shared.rings.iter().map(|r| r.punt.capacity()).sum();
+        let under_load = queued >= capacity / 8;
+        let mut punted_packets = shared
+            .rings
+            .iter()
+            .flat_map(|r| std::iter::from_fn(move || r.punt.pop()));
         for _ in 0..PUNTS_PER_POLL {
-            let Some(punted) = rings.punt.pop() else {
+            let Some(punted) = punted_packets.next() else {
                 break;
             };
             match punted.reason {
@@ -258,18 +265,24 @@ impl<'a> WgDriver<'a> {
                         recv: RecvSession::new(&keys.recv_key, keys.local_index, created),
                         initiator: keys.initiator,
                     };
-                    self.command(WgCommand::InstallKeypair {
+                    self.command(
                         peer,
-                        keypair: Box::new(keypair),
-                    });
+                        WgCommand::InstallKeypair {
+                            peer,
+                            keypair: Box::new(keypair),
+                        },
+                    );
                 }
-                DeviceOutput::ClearKeys { peer } => self.command(WgCommand::ClearKeys { peer }),
+                DeviceOutput::ClearKeys { peer } => {
+                    self.command(peer, WgCommand::ClearKeys { peer })
+                }
                 DeviceOutput::SetEndpoint { peer, endpoint } => {
-                    self.command(WgCommand::SetEndpoint { peer, endpoint })
+                    self.command(peer, WgCommand::SetEndpoint { peer, endpoint })
                 }
                 DeviceOutput::SendKeepalive { peer } => {
                     if let Some(m) = self.pool.alloc() {
-                        self.inject(InjectAction::Process { aux: peer }, m);
+                        let owner = self.datapath.owner(peer);
+                        self.inject(owner, InjectAction::Process { aux: peer }, m);
                     }
                 }
                 DeviceOutput::FlushQueue { peer } => {
@@ -278,8 +291,9 @@ impl<'a> WgDriver<'a> {
                         .get_mut(peer as usize)
                         .map(|q| q.drain(..).collect())
                         .unwrap_or_default();
+                    let owner = self.datapath.owner(peer);
                     for m in queued {
-                        self.inject(InjectAction::Process { aux: peer }, m);
+                        self.inject(owner, InjectAction::Process { aux: peer }, m);
                     }
                 }
                 DeviceOutput::DropQueue { peer } => {
@@ -297,20 +311,22 @@ impl<'a> WgDriver<'a> {
         self.names.get(peer as usize).map_or("?", String::as_str)
     }
 
-    fn command(&self, command: WgCommand) {
-        if self.shared.commands.push(command).is_err() {
+    /// Sends a command to the worker that owns `peer`.
+    fn command(&self, peer: u32, command: WgCommand) {
+        let owner = usize::from(self.datapath.owner(peer));
+        if self.shared.commands[owner].push(command).is_err() {
             log::warn!("wireguard: command ring full; a keypair or endpoint update was lost");
         }
     }
 
-    fn inject(&self, action: InjectAction, mbuf: Mbuf) {
+    fn inject(&self, worker: u8, action: InjectAction, mbuf: Mbuf) {
         let injected = Injected {
             port: self.datapath.wan_port,
             action,
             mbuf,
         };
         // A full inject ring drops the packet (it is freed with `injected`).
-        let _ = self.shared.rings.inject.push(injected);
+        let _ = self.shared.rings[usize::from(worker)].inject.push(injected);
     }
 
     fn transmit(&mut self, to: SocketAddrV4, message: &[u8]) {
@@ -324,7 +340,7 @@ impl<'a> WgDriver<'a> {
         body.copy_from_slice(message);
         if push_outer_headers(&mut m, &self.datapath, to).is_ok() {
             self.handshake_messages_sent += 1;
-            self.inject(InjectAction::Transmit, m);
+            self.inject(0, InjectAction::Transmit, m);
         }
     }
 

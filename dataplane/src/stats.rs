@@ -35,10 +35,12 @@ pub enum DropReason {
     WgCryptokeyMismatch,
     /// Encryption refused: keypair exhausted or no room in the buffer.
     WgEncapFailed,
+    /// The ring to the worker that owns the packet's state was full.
+    HandOffFull,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::NotIp,
@@ -50,6 +52,7 @@ impl DropReason {
         DropReason::WgReplay,
         DropReason::WgCryptokeyMismatch,
         DropReason::WgEncapFailed,
+        DropReason::HandOffFull,
     ];
 
     /// A stable snake_case name for logs and metrics labels.
@@ -65,6 +68,7 @@ impl DropReason {
             DropReason::WgReplay => "wg_replay",
             DropReason::WgCryptokeyMismatch => "wg_cryptokey_mismatch",
             DropReason::WgEncapFailed => "wg_encap_failed",
+            DropReason::HandOffFull => "handoff_full",
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct WorkerCounters {
     /// Packets handed to and received from the control thread.
     pub punted: Counter,
     pub injected: Counter,
+    /// Packets handed to another worker.
+    pub handed_off: Counter,
     /// Loop iterations, and those that received nothing.
     pub polls: Counter,
     pub idle_polls: Counter,
@@ -134,6 +140,7 @@ impl WorkerCounters {
         s.busy_cycles = self.busy_cycles.get();
         s.punted = self.punted.get();
         s.injected = self.injected.get();
+        s.handed_off = self.handed_off.get();
         s.polls = self.polls.get();
         s.idle_polls = self.idle_polls.get();
         s
@@ -157,6 +164,7 @@ pub struct WorkerSnapshot {
     pub busy_cycles: u64,
     pub punted: u64,
     pub injected: u64,
+    pub handed_off: u64,
     pub polls: u64,
     pub idle_polls: u64,
 }
@@ -198,6 +206,7 @@ impl WorkerSnapshot {
         d.busy_cycles = self.busy_cycles.wrapping_sub(earlier.busy_cycles);
         d.punted = self.punted.wrapping_sub(earlier.punted);
         d.injected = self.injected.wrapping_sub(earlier.injected);
+        d.handed_off = self.handed_off.wrapping_sub(earlier.handed_off);
         d.polls = self.polls.wrapping_sub(earlier.polls);
         d.idle_polls = self.idle_polls.wrapping_sub(earlier.idle_polls);
         d

@@ -9,7 +9,7 @@
 
 use crate::buf::PacketBuf;
 use crate::dpdk::{tsc, Mbuf, MbufBurst, RxQueue, TxQueue, BURST_SIZE};
-use crate::punt::{InjectAction, PuntReason, Punted, WorkerRings};
+use crate::punt::{InjectAction, Injected, PuntReason, Punted, WorkerRings};
 use crate::stats::{DropReason, PortCounters, WorkerCounters, MAX_PORTS};
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -24,6 +24,12 @@ pub enum Verdict {
     Punt(PuntReason),
     /// Fully handled here (a keepalive, for instance): free it, count nothing.
     Consumed,
+    /// Belongs to another worker's state (for WireGuard, the peer's owner):
+    /// hand it to that worker, which runs `process_local(aux)` on it.
+    HandOff {
+        worker: u8,
+        aux: u32,
+    },
 }
 
 /// Per-packet logic, written once against [`PacketBuf`] so it runs on
@@ -84,6 +90,7 @@ pub struct PortQueues<'p> {
 pub struct Worker<'p, P> {
     ports: Vec<PortQueues<'p>>,
     rings: Option<&'p WorkerRings>,
+    all_rings: &'p [WorkerRings],
     tx_pending: Vec<MbufBurst>,
     rx_burst: MbufBurst,
     processor: P,
@@ -112,6 +119,7 @@ impl<'p, P: Processor> Worker<'p, P> {
         Ok(Worker {
             ports,
             rings: None,
+            all_rings: &[],
             tx_pending,
             rx_burst: MbufBurst::new(),
             processor,
@@ -123,10 +131,13 @@ impl<'p, P: Processor> Worker<'p, P> {
         })
     }
 
-    /// Connects the worker to the control thread: punted packets go to
-    /// `rings.punt`, and `rings.inject` is drained every iteration.
-    pub fn with_rings(mut self, rings: &'p WorkerRings) -> Self {
-        self.rings = Some(rings);
+    /// Connects the worker to the control thread and to the other workers:
+    /// `all[me]` is this worker's pair of rings (punted packets go to its
+    /// `punt`, its `inject` is drained every iteration), and hand-offs to
+    /// worker `w` go to `all[w].inject`.
+    pub fn with_rings(mut self, all: &'p [WorkerRings], me: usize) -> Self {
+        self.rings = all.get(me);
+        self.all_rings = all;
         self
     }
 
@@ -161,6 +172,7 @@ impl<'p, P: Processor> Worker<'p, P> {
             tx_pending: &mut self.tx_pending,
             counters: self.counters,
             rings: self.rings,
+            all_rings: self.all_rings,
         };
         if let Some(rings) = self.rings {
             for _ in 0..BURST_SIZE {
@@ -252,6 +264,7 @@ struct Outputs<'w, 'p> {
     tx_pending: &'w mut Vec<MbufBurst>,
     counters: &'p WorkerCounters,
     rings: Option<&'p WorkerRings>,
+    all_rings: &'p [WorkerRings],
 }
 
 impl Outputs<'_, '_> {
@@ -277,6 +290,19 @@ impl Outputs<'_, '_> {
             }
             Verdict::Drop(reason) => self.counters.drop(reason, 1),
             Verdict::Consumed => {}
+            Verdict::HandOff { worker, aux } => {
+                let handed = Injected {
+                    port: in_port,
+                    action: InjectAction::Process { aux },
+                    mbuf: packet,
+                };
+                match self.all_rings.get(usize::from(worker)) {
+                    Some(rings) if rings.inject.push(handed).is_ok() => {
+                        self.counters.handed_off.add(1)
+                    }
+                    _ => self.counters.drop(DropReason::HandOffFull, 1),
+                }
+            }
             Verdict::Punt(reason) => match self.rings {
                 Some(rings) => match rings.punt.push(Punted {
                     reason,

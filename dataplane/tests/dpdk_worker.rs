@@ -85,7 +85,7 @@ fn run_worker<P: Processor + Send>(bed: &RingBed, processor: P, expected: u64) -
 fn run_worker_with<P: Processor + Send>(
     bed: &RingBed,
     processor: P,
-    rings: Option<&WorkerRings>,
+    rings: Option<&[WorkerRings]>,
     mut done: impl FnMut(&WorkerCounters) -> bool,
 ) -> WorkerCounters {
     let counters = WorkerCounters::default();
@@ -108,7 +108,7 @@ fn run_worker_with<P: Processor + Send>(
             let lcore = dpdk::register_thread().expect("worker registers as an lcore");
             let mut w = Worker::new(queues, processor, c, Polling::Adaptive).unwrap();
             if let Some(rings) = rings {
-                w = w.with_rings(rings);
+                w = w.with_rings(rings, 0);
             }
             w.run(s);
             drop(w);
@@ -357,7 +357,8 @@ fn punted_packets_reach_the_control_side_and_injected_ones_leave() {
     let in_use_before = pool.in_use();
     {
         let bed = RingBed::new("punt", 4095, pool).expect("ring ports start");
-        let rings = WorkerRings::new(64);
+        let all = [WorkerRings::new(64)];
+        let rings = &all[0];
         let h4 = IpAddr::V4(Ipv4Addr::new(10, 10, 1, 2));
         let w4 = IpAddr::V4(Ipv4Addr::new(10, 10, 2, 2));
         // 100 packets against a punt ring of 64: the rest are counted, not blocked on.
@@ -381,7 +382,7 @@ fn punted_packets_reach_the_control_side_and_injected_ones_leave() {
                 })
                 .unwrap();
         }
-        let counters = run_worker_with(&bed, PuntLan, Some(&rings), |c| {
+        let counters = run_worker_with(&bed, PuntLan, Some(&all), |c| {
             let s = c.snapshot();
             s.rx_packets() >= 100 && s.injected >= 2
         });

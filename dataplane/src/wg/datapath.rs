@@ -5,11 +5,14 @@
 //! section 2) and delivered to the LAN. Handshake and cookie messages, and
 //! packets for peers without a session, are punted to the control thread.
 //!
-//! Ownership: in this release a node runs its WireGuard peers on a single
-//! worker, which owns every peer's send counters, replay windows and
-//! keypairs as plain fields. The control thread publishes keypairs through a
-//! lock-free command ring and reads per-peer activity (single-writer
-//! relaxed atomics) to drive the whitepaper's timers. See docs/wireguard.md.
+//! Ownership: every peer is owned by one worker (`peer % workers`), which
+//! alone holds its keypairs, send counters and replay windows, as plain
+//! fields. A worker that receives a packet for a peer it does not own hands
+//! it to the owner through the owner's lock-free inject ring (VPP's
+//! hand-off), so counters and windows need no atomics and no locks. The
+//! control thread publishes keypairs through the owner's command ring and
+//! reads per-peer activity (written by the owner only, relaxed atomics) to
+//! drive the whitepaper's timers. See docs/wireguard.md.
 
 use crate::buf::{BufError, PacketBuf};
 use crate::forward::Forwarder;
@@ -121,7 +124,22 @@ pub struct DataPathConfig {
     /// The per-boot mask of local indexes.
     pub index_mask: u32,
     pub tsc_hz: u64,
+    /// This worker's index and how many workers share the peers.
+    pub worker: u8,
+    pub workers: u8,
 }
+
+impl DataPathConfig {
+    /// The worker that owns `peer`'s keys, counters and replay windows.
+    #[inline(always)]
+    pub fn owner(&self, peer: u32) -> u8 {
+        (peer % u32::from(self.workers.max(1))) as u8
+    }
+}
+
+/// `aux` of a hand-off of a WAN frame (anything else is a peer id to
+/// encrypt for).
+pub const HANDOFF_FROM_WAN: u32 = u32::MAX;
 
 /// A worker's WireGuard processor. Traffic that is not for a peer follows
 /// `fallback` (plain forwarding).
@@ -258,6 +276,13 @@ impl<'a> WgDataPath<'a> {
             return Some(Verdict::Drop(DropReason::TtlExceeded));
         }
         packet.adj(l2_len).ok()?;
+        let owner = self.config.owner(peer);
+        if owner != self.config.worker {
+            return Some(Verdict::HandOff {
+                worker: owner,
+                aux: peer,
+            });
+        }
         Some(self.send_to_peer(packet, peer, now))
     }
 
@@ -313,9 +338,17 @@ impl<'a> WgDataPath<'a> {
         now: u64,
     ) -> Verdict {
         let peer = peer_of_index(self.config.index_mask, index);
-        let Some(p) = self.peers.get_mut(peer as usize) else {
+        if peer as usize >= self.peers.len() {
             return Verdict::Drop(DropReason::WgInvalid);
-        };
+        }
+        let owner = self.config.owner(peer);
+        if owner != self.config.worker {
+            return Verdict::HandOff {
+                worker: owner,
+                aux: HANDOFF_FROM_WAN,
+            };
+        }
+        let p = &mut self.peers[peer as usize];
         if packet.adj(outer_len).is_err() {
             return Verdict::Drop(DropReason::Malformed);
         }
@@ -452,10 +485,22 @@ impl Processor for WgDataPath<'_> {
         verdict.unwrap_or_else(|| self.fallback.process(packet, in_port, now))
     }
 
-    fn process_local<B: PacketBuf>(&mut self, packet: &mut B, peer: u32, now: u64) -> Verdict {
-        match self.send_to_peer(packet, peer, now) {
-            // Still no session: the control thread gave it to us too early; drop.
-            Verdict::Punt(_) => Verdict::Drop(DropReason::NoRoute),
+    fn process_local<B: PacketBuf>(&mut self, packet: &mut B, aux: u32, now: u64) -> Verdict {
+        if aux == HANDOFF_FROM_WAN {
+            return self
+                .handle_wan(packet, now)
+                .unwrap_or(Verdict::Drop(DropReason::Malformed));
+        }
+        match self.send_to_peer(packet, aux, now) {
+            // The keypair the control thread installed just before injecting
+            // this packet may still sit in the command ring: apply it, retry.
+            Verdict::Punt(_) => {
+                self.poll(now);
+                match self.send_to_peer(packet, aux, now) {
+                    Verdict::Punt(_) => Verdict::Drop(DropReason::NoRoute),
+                    v => v,
+                }
+            }
             v => v,
         }
     }
@@ -526,6 +571,8 @@ mod tests {
                 listen_port: 51820,
                 index_mask: MASK,
                 tsc_hz: 1_000,
+                worker: 0,
+                workers: 1,
             };
             let mut routes = AllowedIps::new();
             routes
@@ -597,6 +644,8 @@ mod tests {
             listen_port: from.port(),
             index_mask: 0,
             tsc_hz: 1,
+            worker: 0,
+            workers: 1,
         };
         push_outer_headers(
             &mut buf,
@@ -829,6 +878,8 @@ mod tests {
             listen_port: 51820,
             index_mask: 0,
             tsc_hz: 1,
+            worker: 0,
+            workers: 1,
         };
         push_outer_headers(
             &mut p,
@@ -884,5 +935,126 @@ mod tests {
                 "only header changes may still pass, byte {at}"
             );
         }
+    }
+
+    /// Two workers sharing two peers: worker 0 owns peer 0, worker 1 peer 1.
+    fn two_workers<'a>(
+        activity: &'a [PeerActivity],
+        commands: &'a [ArrayQueue<WgCommand>],
+    ) -> Vec<WgDataPath<'a>> {
+        (0..2u8)
+            .map(|w| {
+                let config = DataPathConfig {
+                    lan_port: LAN,
+                    wan_port: WAN,
+                    lan_src_mac: LAN_PORT_MAC,
+                    lan_dst_mac: LAN_HOST_MAC,
+                    wan_src_mac: WAN_PORT_MAC,
+                    wan_dst_mac: GATEWAY_MAC,
+                    local_ip: Ipv4Addr::new(10, 10, 2, 1),
+                    listen_port: 51820,
+                    index_mask: MASK,
+                    tsc_hz: 1_000,
+                    worker: w,
+                    workers: 2,
+                };
+                let mut routes = AllowedIps::new();
+                routes
+                    .insert("10.98.0.0".parse().unwrap(), 24, 0u32)
+                    .unwrap();
+                routes
+                    .insert("10.99.0.0".parse().unwrap(), 24, 1u32)
+                    .unwrap();
+                WgDataPath::new(
+                    config,
+                    routes,
+                    &[Some(PEER_ENDPOINT), Some(PEER_ENDPOINT)],
+                    activity,
+                    &commands[usize::from(w)],
+                    Forwarder::new(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn packets_for_a_peer_owned_by_another_worker_are_handed_to_it() {
+        let activity = vec![PeerActivity::default(), PeerActivity::default()];
+        let commands = [ArrayQueue::new(4), ArrayQueue::new(4)];
+        let mut workers = two_workers(&activity, &commands);
+        // Peer 1's keypair goes to its owner, worker 1.
+        let index = local_index(MASK, 1, 1);
+        let keypair = Keypair {
+            send: SendSession::new(&OUR_KEY, PEER_INDEX, 0),
+            recv: RecvSession::new(&PEER_KEY, index, 0),
+            initiator: true,
+        };
+        commands[1]
+            .push(WgCommand::InstallKeypair {
+                peer: 1,
+                keypair: Box::new(keypair),
+            })
+            .ok()
+            .unwrap();
+        workers[1].poll(0);
+
+        // LAN → peer 1 arriving at worker 0: handed off, then encrypted by worker 1.
+        let mut p = lan_packet(BEHIND_PEER, 100);
+        assert_eq!(
+            workers[0].process(&mut p, LAN, 1),
+            Verdict::HandOff { worker: 1, aux: 1 }
+        );
+        assert_eq!(
+            workers[1].process_local(&mut p, 1, 1),
+            Verdict::Forward(WAN)
+        );
+        assert_eq!(
+            activity[1].tx_bytes.load(Relaxed),
+            86,
+            "the owner accounts the packet"
+        );
+
+        // Peer 1 → LAN arriving at worker 0: handed off, then decrypted by worker 1.
+        let mut peer_send = SendSession::new(&PEER_KEY, index, 0);
+        let inner = inner_ip(BEHIND_PEER, LAN_HOST, 120);
+        let mut p = from_peer(&inner, &mut peer_send, PEER_ENDPOINT);
+        assert_eq!(
+            workers[0].process(&mut p, WAN, 2),
+            Verdict::HandOff {
+                worker: 1,
+                aux: HANDOFF_FROM_WAN
+            }
+        );
+        assert_eq!(
+            workers[1].process_local(&mut p, HANDOFF_FROM_WAN, 2),
+            Verdict::Forward(LAN)
+        );
+        assert_eq!(&p.data()[14..], &inner[..]);
+        assert_eq!(
+            activity[0].last_received.load(Relaxed),
+            0,
+            "peer 0 untouched"
+        );
+    }
+
+    #[test]
+    fn an_injected_packet_finds_a_keypair_still_in_the_command_ring() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        let keypair = Keypair {
+            send: SendSession::new(&OUR_KEY, PEER_INDEX, 5),
+            recv: RecvSession::new(&PEER_KEY, our_index(), 5),
+            initiator: true,
+        };
+        rig.commands
+            .push(WgCommand::InstallKeypair {
+                peer: 0,
+                keypair: Box::new(keypair),
+            })
+            .ok()
+            .unwrap();
+        // No poll yet: process_local must apply the command itself.
+        let mut p = HeapBuf::from_slice(&inner_ip(LAN_HOST, BEHIND_PEER, 60), 128, 64);
+        assert_eq!(dp.process_local(&mut p, 0, 6), Verdict::Forward(WAN));
     }
 }
