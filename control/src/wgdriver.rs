@@ -292,6 +292,12 @@ impl<'a> WgDriver<'a> {
                         .map(|q| q.drain(..).collect())
                         .unwrap_or_default();
                     let owner = self.datapath.owner(peer);
+                    if queued.is_empty() {
+                        // Nothing to confirm the new keypair with: a keepalive.
+                        if let Some(m) = self.pool.alloc() {
+                            self.inject(owner, InjectAction::Process { aux: peer }, m);
+                        }
+                    }
                     for m in queued {
                         self.inject(owner, InjectAction::Process { aux: peer }, m);
                     }

@@ -77,7 +77,8 @@ pub struct PeerActivity {
     pub last_received: AtomicU64,
     /// The latest authenticated source address, packed (ip << 16 | port); 0 = none.
     pub endpoint: AtomicU64,
-    /// Local index of the newest keypair that has received a packet.
+    /// Local index of the latest responder keypair confirmed by the
+    /// initiator's first packet on it (whitepaper 5.4.6).
     pub confirmed_index: AtomicU32,
     /// Set when a send found the keypair due for rekeying.
     pub rekey_wanted: AtomicBool,
@@ -363,6 +364,9 @@ impl<'a> WgDataPath<'a> {
                 let confirmed = p.next.take().expect("matched above");
                 p.previous = p.current.take().map(|k| k.recv);
                 p.current = Some(confirmed);
+                self.activity[peer as usize]
+                    .confirmed_index
+                    .store(index, Relaxed);
             }
             Some(r)
         } else if let Some(r) = p.previous.as_mut().filter(|r| r.local_index == index) {
@@ -379,7 +383,6 @@ impl<'a> WgDataPath<'a> {
         };
         let activity = &self.activity[peer as usize];
         activity.last_received.store(now, Relaxed);
-        activity.confirmed_index.store(index, Relaxed);
         // Roaming (whitepaper 2.1): the newest authenticated source wins.
         if p.endpoint != Some(src) {
             p.endpoint = Some(src);
@@ -748,7 +751,11 @@ mod tests {
         );
         assert_eq!(frame.payload(), &inner[..]);
         assert_eq!(rig.activity[0].last_received.load(Relaxed), 12);
-        assert_eq!(rig.activity[0].confirmed_index.load(Relaxed), our_index());
+        assert_eq!(
+            rig.activity[0].confirmed_index.load(Relaxed),
+            0,
+            "an initiator keypair needs no confirmation"
+        );
 
         // The same message again is a replay.
         let mut peer_send_again = SendSession::new(&PEER_KEY, our_index(), 0);
@@ -830,6 +837,7 @@ mod tests {
         let mut peer_send = SendSession::new(&PEER_KEY, our_index(), 0);
         let mut p = from_peer(&[], &mut peer_send, PEER_ENDPOINT);
         assert_eq!(dp.process(&mut p, WAN, 12), Verdict::Consumed);
+        assert_eq!(rig.activity[0].confirmed_index.load(Relaxed), our_index());
         let mut out = lan_packet(BEHIND_PEER, 80);
         assert_eq!(dp.process(&mut out, LAN, 13), Verdict::Forward(WAN));
     }

@@ -36,7 +36,9 @@ pub enum DeviceOutput {
     ClearKeys { peer: u32 },
     /// Have the worker send an (encrypted, empty) keepalive to the peer.
     SendKeepalive { peer: u32 },
-    /// A session is ready: re-inject the packets queued for the peer.
+    /// A session we initiated is ready: re-inject the packets queued for the
+    /// peer, or send a keepalive when none are queued (the initiator must
+    /// send first to confirm the keypair).
     FlushQueue { peer: u32 },
     /// The handshake gave up (REKEY_ATTEMPT_TIME): drop the queued packets.
     DropQueue { peer: u32 },
@@ -225,6 +227,7 @@ impl Device {
                     .handshake
                     .respond(pending, index, now, rng, &mut response)?;
                 p.timers.on_session_derived(now, false);
+                p.timers.on_handshake_responded(now);
                 p.timers.on_authenticated_packet_received(now);
                 p.timers.on_authenticated_packet_sent(now);
                 p.awaiting_confirmation = Some(keys.local_index);
@@ -271,10 +274,9 @@ impl Device {
                     });
                 }
                 out.push(DeviceOutput::InstallKeypair { peer, keys });
-                // Queued packets confirm the session; with none queued, a
-                // keepalive does (whitepaper 5.4.6: the initiator sends first).
+                // The initiator must send first (whitepaper 5.4.6): the queued
+                // packets confirm the session, or a keepalive when none are.
                 out.push(DeviceOutput::FlushQueue { peer });
-                out.push(DeviceOutput::SendKeepalive { peer });
             }
             MessageKind::CookieReply => {
                 self.stats.cookie_replies_received += 1;
@@ -588,13 +590,27 @@ mod tests {
             assert!(out_a
                 .iter()
                 .any(|o| matches!(o, DeviceOutput::FlushQueue { peer: 0 })));
-            assert!(out_a
-                .iter()
-                .any(|o| matches!(o, DeviceOutput::SendKeepalive { peer: 0 })));
+            assert!(
+                !out_a
+                    .iter()
+                    .any(|o| matches!(o, DeviceOutput::SendKeepalive { .. })),
+                "the driver sends a keepalive only when nothing was queued"
+            );
             assert!(out_b.iter().any(|o| matches!(o, DeviceOutput::SetEndpoint { peer: 0, endpoint } if *endpoint == A_ADDR)));
             assert_eq!(b.peer_status(0).unwrap().handshakes_completed, 1);
             assert_eq!(b.peer_status(0).unwrap().last_handshake, Some(wall()));
         }
+    }
+
+    #[test]
+    fn a_responder_does_not_start_a_crossing_handshake() {
+        let (mut a, mut b) = pair(false);
+        handshake(&mut a, &mut b, Duration::from_secs(1));
+        // B has a packet for A before A's first data message confirmed the keys.
+        let mut out = Vec::new();
+        b.need_session(0, Duration::from_secs(2), wall(), &mut OsRng, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(b.peer_status(0).unwrap().handshake_attempts, 0);
     }
 
     #[test]

@@ -170,6 +170,14 @@ impl PeerTimers {
         self.arm(Timer::RetransmitHandshake, now + REKEY_TIMEOUT + jitter);
     }
 
+    /// We answered a peer's initiation. Like wireguard-go (which stamps
+    /// `lastSentHandshake` when it sends a response), this holds off our own
+    /// initiation for `REKEY_TIMEOUT`, so the two ends do not start crossing
+    /// handshakes while the initiator's first data message is on its way.
+    pub fn on_handshake_responded(&mut self, now: Duration) {
+        self.last_initiation = Some(now);
+    }
+
     /// The handshake completed: as initiator we processed the response, as
     /// responder the first data message confirmed the new key.
     pub fn on_handshake_complete(&mut self, now: Duration) {
@@ -463,6 +471,19 @@ mod tests {
             .filter(|(_, a)| *a == which)
             .map(|(at, _)| *at)
             .collect()
+    }
+
+    #[test]
+    fn answering_an_initiation_holds_off_our_own_for_rekey_timeout() {
+        let mut t = PeerTimers::new();
+        t.on_handshake_responded(Duration::from_secs(10));
+        assert!(!t.handshake_initiation_allowed(Duration::from_secs(14)));
+        assert!(t.handshake_initiation_allowed(Duration::from_secs(15)));
+        assert_eq!(
+            t.deadline(Timer::RetransmitHandshake),
+            None,
+            "nothing to retransmit"
+        );
     }
 
     #[test]
