@@ -1,8 +1,9 @@
 //! `patronus-bench`: the yardstick for every Patronus performance claim.
 //!
-//! Each scenario runs the real worker loop on its own core over a pair of
-//! net_ring ports, fed by a generator on another core that recycles the
-//! packets the worker sends (as a NIC's rx ring would refill). It prints
+//! The ring scenarios run the real worker loop on its own core over a pair
+//! of net_ring ports, fed by a generator on another core that recycles the
+//! packets the worker sends (as a NIC's rx ring would refill). The crypto
+//! baselines run in-process on the worker core. Every scenario prints
 //! progress on stderr and one JSON object as the last line of stdout.
 //!
 //! - `io`: the bare loop, rx → tx with no processing (the baseline).
@@ -10,21 +11,29 @@
 //!   incremental checksum, MAC rewrite). It runs `io` first in the same
 //!   process and reports its cost as a ratio to that baseline, because
 //!   absolute numbers drift on shared machines.
+//! - `aead`: ring's ChaCha20-Poly1305 sealing one buffer in a tight loop,
+//!   the crypto floor of this CPU.
+//! - `boringtun`: two boringtun tunnels in process, encapsulate and
+//!   decapsulate timed separately.
+//! - `encap`, `decap`: the WireGuard data path in the worker loop, each
+//!   alternated with `aead` (and `decap` with boringtun's decapsulate) at the
+//!   same size and reported as ratios to them.
+
+#![forbid(unsafe_code)]
+
+mod inproc;
+mod ringrun;
+mod steal;
+mod wgbench;
 
 use clap::{Parser, ValueEnum};
-use patronus_dataplane::buf::PacketBuf;
-use patronus_dataplane::dpdk::{self, Eal, EalMemory, MbufBurst, Mempool};
+use patronus_dataplane::dpdk::{self, Eal, EalMemory, Mempool};
 use patronus_dataplane::forward::{ForwardEntry, Forwarder};
 use patronus_dataplane::ringbed::{RingBed, LAN, WAN};
-use patronus_dataplane::stats::WorkerCounters;
-use patronus_dataplane::synth;
 use patronus_dataplane::wire::ethernet::Address;
-use patronus_dataplane::worker::{CrossConnect, Polling, PortQueues, Processor, Worker};
+use patronus_dataplane::worker::CrossConnect;
 use serde::Serialize;
-use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
 enum Scenario {
@@ -32,6 +41,15 @@ enum Scenario {
     Io,
     /// Plain IP forwarding (TTL, checksum, MACs), with `io` as the baseline.
     Forward,
+    /// ring ChaCha20-Poly1305 sealing `--size` bytes in a tight loop.
+    Aead,
+    /// boringtun encapsulate and decapsulate of `--size`-byte IP packets.
+    Boringtun,
+    /// WireGuard encryption in the worker loop, with `aead` as the baseline.
+    Encap,
+    /// WireGuard decryption in the worker loop, with `aead` and boringtun's
+    /// decapsulate as baselines.
+    Decap,
 }
 
 #[derive(Parser, Debug)]
@@ -40,45 +58,129 @@ enum Scenario {
     version,
     about = "Patronus data-plane benchmarks"
 )]
-struct Args {
+pub struct Args {
     scenario: Scenario,
     /// Print the result as one JSON object on the last line.
     #[arg(long)]
     json: bool,
-    /// Frame size in bytes (60 to 1514, without FCS).
+    /// `io`, `forward`: frame size in bytes without FCS. `aead`,
+    /// `boringtun`, `encap`, `decap`: size of the inner IP packet (the
+    /// plaintext). 60 to 1514.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(60..=1514))]
-    size: u16,
+    pub size: u16,
     /// Measured seconds per round (after a short warm-up).
     #[arg(long, default_value_t = 1.0)]
-    seconds: f64,
-    /// Rounds per scenario; `forward` alternates them with `io` rounds, and
-    /// the report gives the median round of each (shared machines are noisy).
+    pub seconds: f64,
+    /// Rounds per scenario; scenarios with a baseline alternate their rounds
+    /// with the baseline's, and the report gives the median round of each
+    /// (shared machines are noisy).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
     rounds: u32,
-    /// CPU of the worker under test.
+    /// CPU of the worker under test (and of the in-process baselines).
     #[arg(long, default_value_t = 1)]
-    worker_core: usize,
+    pub worker_core: usize,
     /// CPU of the generator (and EAL's main lcore).
     #[arg(long, default_value_t = 0)]
     generator_core: usize,
     /// Packets kept in flight between generator and worker.
     #[arg(long, default_value_t = 2048)]
-    inflight: u32,
+    pub inflight: u32,
     /// Do not try hugepages (use --no-huge).
     #[arg(long)]
     no_huge: bool,
 }
 
+/// One round of one scenario.
 #[derive(Serialize, Debug, Clone)]
-struct Measurement {
-    scenario: &'static str,
-    packet_size: u16,
-    packets: u64,
-    seconds: f64,
-    mpps: f64,
-    gbps: f64,
-    cycles_per_packet: f64,
-    drops: u64,
+pub struct Measurement {
+    pub scenario: &'static str,
+    pub packet_size: u16,
+    pub packets: u64,
+    pub seconds: f64,
+    pub mpps: f64,
+    pub gbps: f64,
+    pub cycles_per_packet: f64,
+    pub drops: u64,
+    /// Ring scenarios: packets the worker received per loop iteration that
+    /// received any (32 is a full burst).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packets_per_busy_poll: Option<f64>,
+    /// Steal time on the worker's CPU during the measured window, in percent
+    /// (the hypervisor ran something else there; cycles are inflated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steal_percent: Option<f64>,
+}
+
+impl Measurement {
+    /// A measurement timed in TSC cycles: `cycles` spent on `packets`.
+    pub fn from_cycles(
+        scenario: &'static str,
+        size: u16,
+        packets: u64,
+        cycles: u64,
+        seconds: f64,
+        tsc_hz: u64,
+    ) -> Measurement {
+        let cycles_per_packet = if packets > 0 {
+            cycles as f64 / packets as f64
+        } else {
+            0.0
+        };
+        let mpps = if cycles > 0 {
+            packets as f64 * tsc_hz as f64 / cycles as f64 / 1e6
+        } else {
+            0.0
+        };
+        Measurement {
+            scenario,
+            packet_size: size,
+            packets,
+            seconds,
+            mpps,
+            gbps: mpps * f64::from(size) * 8.0 / 1e3,
+            cycles_per_packet,
+            drops: 0,
+            packets_per_busy_poll: None,
+            steal_percent: None,
+        }
+    }
+}
+
+/// Figures only some scenarios have; absent fields are not printed.
+#[derive(Serialize, Debug, Default)]
+struct Extras {
+    /// `forward`: the median `io` round.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<Measurement>,
+    /// `forward`: cycles_per_packet / baseline cycles_per_packet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cycles_ratio_vs_io: Option<f64>,
+    /// `boringtun`: encapsulate and decapsulate, each its median round.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encap_mpps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encap_cycles_per_packet: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decap_mpps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decap_cycles_per_packet: Option<f64>,
+    /// `encap`, `decap`: the median `aead` round at the same size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aead_mpps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aead_cycles_per_packet: Option<f64>,
+    /// aead cycles / our cycles: the fraction of the raw AEAD packet rate
+    /// the full path reaches on one core.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio_vs_aead: Option<f64>,
+    /// `decap`: the median boringtun decapsulate round at the same size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    boringtun_decap_mpps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    boringtun_decap_cycles_per_packet: Option<f64>,
+    /// boringtun decap cycles / our decap cycles (≥ 1: at least as fast).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio_vs_boringtun: Option<f64>,
 }
 
 #[derive(Serialize, Debug)]
@@ -87,12 +189,8 @@ struct Report {
     rounds: u32,
     #[serde(flatten)]
     result: Measurement,
-    /// The `io` baseline measured in the same run (forward only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    baseline: Option<Measurement>,
-    /// cycles_per_packet / baseline cycles_per_packet (forward only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cycles_ratio_vs_io: Option<f64>,
+    #[serde(flatten)]
+    extras: Extras,
     tsc_hz: u64,
     worker_core: usize,
     generator_core: usize,
@@ -163,37 +261,19 @@ fn bench(args: &Args) -> Result<Report, String> {
     let pool = Mempool::new("bench_pool", 16383, 256, 2176).map_err(|e| e.to_string())?;
     let in_use_at_start = pool.in_use();
     let tsc_hz = dpdk::tsc_hz();
+    if tsc_hz == 0 {
+        return Err("EAL did not measure the TSC frequency".into());
+    }
 
-    let (baseline, result) = {
+    let (result, extras) = {
         let bed = RingBed::new("bench", 8191, &pool).map_err(|e| e.to_string())?;
-        let forwarder = match args.scenario {
-            Scenario::Io => None,
-            Scenario::Forward => Some(bench_forwarder(&bed)?),
-        };
-        let mut io_rounds = Vec::new();
-        let mut fwd_rounds = Vec::new();
-        for round in 1..=args.rounds {
-            eprintln!("patronus-bench: round {round} of {}", args.rounds);
-            io_rounds.push(run_scenario(args, &bed, &pool, "io", CrossConnect)?);
-            if let Some(f) = &forwarder {
-                fwd_rounds.push(run_scenario(args, &bed, &pool, "forward", f.clone())?);
-            }
-        }
-        match forwarder {
-            None => (None, median(io_rounds)),
-            Some(_) => (Some(median(io_rounds)), median(fwd_rounds)),
-        }
+        run_rounds(args, &bed, &pool, tsc_hz)?
     };
     let mbuf_leak = pool.in_use().saturating_sub(in_use_at_start);
-    let cycles_ratio_vs_io = baseline
-        .as_ref()
-        .filter(|b| b.cycles_per_packet > 0.0)
-        .map(|b| result.cycles_per_packet / b.cycles_per_packet);
     Ok(Report {
         rounds: args.rounds,
         result,
-        baseline,
-        cycles_ratio_vs_io,
+        extras,
         tsc_hz,
         worker_core: args.worker_core,
         generator_core: args.generator_core,
@@ -203,20 +283,101 @@ fn bench(args: &Args) -> Result<Report, String> {
     })
 }
 
+/// Runs the scenario's rounds, alternated with its baselines' rounds, and
+/// reduces each to its median.
+fn run_rounds(
+    args: &Args,
+    bed: &RingBed,
+    pool: &Mempool,
+    tsc_hz: u64,
+) -> Result<(Measurement, Extras), String> {
+    let mut main_rounds = Vec::new();
+    let mut io_rounds = Vec::new();
+    let mut aead_rounds = Vec::new();
+    let mut bt_encap_rounds = Vec::new();
+    let mut bt_decap_rounds = Vec::new();
+    let forwarder = match args.scenario {
+        Scenario::Forward => Some(bench_forwarder(bed)?),
+        _ => None,
+    };
+    let wg = wgbench::WgBench::new(bed, args.size)?;
+    for round in 1..=args.rounds {
+        eprintln!("patronus-bench: round {round} of {}", args.rounds);
+        match args.scenario {
+            Scenario::Io => main_rounds.push(ringrun::run_io(args, bed, pool, "io", CrossConnect)?),
+            Scenario::Forward => {
+                io_rounds.push(ringrun::run_io(args, bed, pool, "io", CrossConnect)?);
+                let f = forwarder.clone().expect("built for forward");
+                main_rounds.push(ringrun::run_io(args, bed, pool, "forward", f)?);
+            }
+            Scenario::Aead => main_rounds.push(inproc::aead(args, tsc_hz)?),
+            Scenario::Boringtun => {
+                let (encap, decap) = inproc::boringtun(args, tsc_hz)?;
+                bt_encap_rounds.push(encap);
+                bt_decap_rounds.push(decap);
+            }
+            Scenario::Encap => {
+                aead_rounds.push(inproc::aead(args, tsc_hz)?);
+                main_rounds.push(wg.encap(args, bed, pool, tsc_hz)?);
+            }
+            Scenario::Decap => {
+                aead_rounds.push(inproc::aead(args, tsc_hz)?);
+                bt_decap_rounds.push(inproc::boringtun(args, tsc_hz)?.1);
+                main_rounds.push(wg.decap(args, bed, pool, tsc_hz)?);
+            }
+        }
+    }
+    let mut extras = Extras::default();
+    let result = match args.scenario {
+        Scenario::Boringtun => {
+            let (encap, decap) = (
+                median(std::mem::take(&mut bt_encap_rounds)),
+                median(std::mem::take(&mut bt_decap_rounds)),
+            );
+            extras.encap_mpps = Some(encap.mpps);
+            extras.encap_cycles_per_packet = Some(encap.cycles_per_packet);
+            extras.decap_mpps = Some(decap.mpps);
+            extras.decap_cycles_per_packet = Some(decap.cycles_per_packet);
+            Measurement {
+                scenario: "boringtun",
+                ..encap
+            }
+        }
+        _ => median(main_rounds),
+    };
+    // baseline cycles / our cycles, or the inverse for forward (a cost ratio).
+    let speed_ratio = |baseline: f64| {
+        (result.cycles_per_packet > 0.0).then(|| baseline / result.cycles_per_packet)
+    };
+    if !io_rounds.is_empty() {
+        let io = median(io_rounds);
+        extras.cycles_ratio_vs_io =
+            (io.cycles_per_packet > 0.0).then(|| result.cycles_per_packet / io.cycles_per_packet);
+        extras.baseline = Some(io);
+    }
+    if !aead_rounds.is_empty() {
+        let aead = median(aead_rounds);
+        extras.aead_mpps = Some(aead.mpps);
+        extras.aead_cycles_per_packet = Some(aead.cycles_per_packet);
+        extras.ratio_vs_aead = speed_ratio(aead.cycles_per_packet);
+    }
+    if args.scenario == Scenario::Decap {
+        let bt = median(bt_decap_rounds);
+        extras.boringtun_decap_mpps = Some(bt.mpps);
+        extras.boringtun_decap_cycles_per_packet = Some(bt.cycles_per_packet);
+        extras.ratio_vs_boringtun = speed_ratio(bt.cycles_per_packet);
+    }
+    Ok((result, extras))
+}
+
 /// The forwarding table the `forward` scenario uses: LAN <-> WAN.
 fn bench_forwarder(bed: &RingBed) -> Result<Forwarder, String> {
-    let mac = |port: u8| {
-        bed.ports[usize::from(port)]
-            .mac_addr()
-            .map(Address)
-            .map_err(|e| e.to_string())
-    };
     let mut forwarder = Forwarder::new();
     forwarder.set(
         LAN,
         ForwardEntry {
             out_port: WAN,
-            src_mac: mac(WAN)?,
+            src_mac: port_mac(bed, WAN)?,
             dst_mac: Address([2, 0, 0, 0, 2, 2]),
         },
     )?;
@@ -224,154 +385,23 @@ fn bench_forwarder(bed: &RingBed) -> Result<Forwarder, String> {
         WAN,
         ForwardEntry {
             out_port: LAN,
-            src_mac: mac(LAN)?,
+            src_mac: port_mac(bed, LAN)?,
             dst_mac: Address([2, 0, 0, 0, 1, 2]),
         },
     )?;
     Ok(forwarder)
 }
 
+/// The MAC address of one of the bed's ports.
+pub fn port_mac(bed: &RingBed, port: u8) -> Result<Address, String> {
+    bed.ports[usize::from(port)]
+        .mac_addr()
+        .map(Address)
+        .map_err(|e| e.to_string())
+}
+
 /// The round with the median cost per packet.
 fn median(mut rounds: Vec<Measurement>) -> Measurement {
     rounds.sort_by(|a, b| a.cycles_per_packet.total_cmp(&b.cycles_per_packet));
     rounds.swap_remove(rounds.len() / 2)
-}
-
-/// Runs one worker on `bed` with `processor` while this thread generates.
-fn run_scenario<P: Processor + Send>(
-    args: &Args,
-    bed: &RingBed,
-    pool: &Mempool,
-    name: &'static str,
-    processor: P,
-) -> Result<Measurement, String> {
-    // LAN host to WAN host, addressed to the LAN port as a host would.
-    let frame = synth::udp_frame(
-        Address([2, 0, 0, 0, 1, 2]),
-        Address([2, 0, 0, 0, 1, 1]),
-        IpAddr::V4(Ipv4Addr::new(10, 10, 1, 2)),
-        IpAddr::V4(Ipv4Addr::new(10, 10, 2, 2)),
-        64,
-        usize::from(args.size),
-    );
-    let header = &frame[..synth::min_udp_frame_len(false)];
-    let counters = WorkerCounters::default();
-    let stop = AtomicBool::new(false);
-    let queues: Vec<PortQueues<'_>> = bed
-        .ports
-        .iter()
-        .map(|p| {
-            let (rx, tx) = p.queue_pair(0).expect("ring ports have one queue pair");
-            PortQueues { rx, tx }
-        })
-        .collect();
-    let worker_core = args.worker_core;
-
-    eprintln!(
-        "patronus-bench: {name}: {}-byte frames, {:.1} s on CPU {worker_core}...",
-        args.size, args.seconds
-    );
-    let measured = std::thread::scope(|scope| -> Result<(u64, u64, u64, f64), String> {
-        let (counters_ref, stop_ref) = (&counters, &stop);
-        let handle = std::thread::Builder::new()
-            .name(format!("bench-{name}"))
-            .spawn_scoped(scope, move || -> Result<(), String> {
-                if !core_affinity::set_for_current(core_affinity::CoreId { id: worker_core }) {
-                    return Err(format!("cannot pin the worker to CPU {worker_core}"));
-                }
-                let _lcore = dpdk::register_thread().map_err(|e| e.to_string())?;
-                let mut worker = Worker::new(queues, processor, counters_ref, Polling::Busy)?;
-                worker.run(stop_ref);
-                Ok(())
-            })
-            .map_err(|e| e.to_string())?;
-
-        // Prime: put `inflight` packets on the LAN wire.
-        let mut burst = MbufBurst::new();
-        let mut primed = 0;
-        while primed < args.inflight {
-            if pool.alloc_bulk(&mut burst) == 0 {
-                return Err("mempool exhausted while priming".into());
-            }
-            let mut ready = MbufBurst::new();
-            for mut m in burst.drain() {
-                m.fill_from(&frame).map_err(|e| e.to_string())?;
-                let _ = ready.push(m);
-                primed += 1;
-            }
-            bed.lan_rx.enqueue_burst(&mut ready);
-        }
-
-        let warmup = Duration::from_millis(300);
-        let total = warmup + Duration::from_secs_f64(args.seconds);
-        let start = Instant::now();
-        let mut first: Option<(Instant, u64, u64)> = None;
-        let mut returned = MbufBurst::new();
-        while start.elapsed() < total {
-            if first.is_none() && start.elapsed() >= warmup {
-                let s = counters.snapshot();
-                first = Some((Instant::now(), s.tx_packets(), s.busy_cycles));
-            }
-            for _ in 0..64 {
-                // Whatever the worker sent, on either port, goes back in on the LAN side.
-                for ring in [&bed.wan_tx, &bed.lan_tx] {
-                    if ring.dequeue_burst(&mut returned) == 0 {
-                        continue;
-                    }
-                    let mut refill = MbufBurst::new();
-                    for mut m in returned.drain() {
-                        // Restore the headers the worker rewrote (MACs, TTL, checksum).
-                        if let Some(head) = m.data_mut().get_mut(..header.len()) {
-                            head.copy_from_slice(header);
-                        }
-                        let _ = refill.push(m);
-                    }
-                    bed.lan_rx.enqueue_burst(&mut refill);
-                }
-            }
-        }
-        let end = counters.snapshot();
-        let elapsed_end = Instant::now();
-        stop.store(true, Ordering::SeqCst);
-        handle
-            .join()
-            .map_err(|_| "worker thread panicked".to_string())??;
-        let (t0, tx0, busy0) = first.ok_or("measurement window never started")?;
-        let secs = elapsed_end.duration_since(t0).as_secs_f64();
-        Ok((
-            end.tx_packets() - tx0,
-            end.busy_cycles - busy0,
-            end.dropped(),
-            secs,
-        ))
-    })?;
-
-    // Drain the wire so every mbuf returns to the pool.
-    let mut burst = MbufBurst::new();
-    for ring in [&bed.lan_rx, &bed.lan_tx, &bed.wan_rx, &bed.wan_tx] {
-        while ring.dequeue_burst(&mut burst) > 0 {
-            burst.free_all();
-        }
-    }
-    let (packets, busy, drops, secs) = measured;
-    let mpps = packets as f64 / secs / 1e6;
-    let m = Measurement {
-        scenario: name,
-        packet_size: args.size,
-        packets,
-        seconds: secs,
-        mpps,
-        gbps: mpps * f64::from(args.size) * 8.0 / 1e3,
-        cycles_per_packet: if packets > 0 {
-            busy as f64 / packets as f64
-        } else {
-            0.0
-        },
-        drops,
-    };
-    eprintln!(
-        "patronus-bench: {name}: {packets} packets, {:.3} Mpps, {:.1} cycles/packet, {drops} drops",
-        m.mpps, m.cycles_per_packet
-    );
-    Ok(m)
 }

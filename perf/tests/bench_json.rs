@@ -1,11 +1,13 @@
-//! `patronus-bench io|forward --json` runs end to end and prints the fields
+//! `patronus-bench SCENARIO --json` runs end to end and prints the fields
 //! every later performance claim is reported with.
 
 use std::process::Command;
 
-fn run(scenario: &str) -> serde_json::Value {
+fn run_with(scenario: &str, extra: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_patronus-bench"))
-        .args([scenario, "--json", "--seconds", "0.3", "--rounds", "2"])
+        .arg(scenario)
+        .arg("--json")
+        .args(extra)
         .output()
         .expect("patronus-bench runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -18,20 +20,60 @@ fn run(scenario: &str) -> serde_json::Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
 }
 
-fn check_common(r: &serde_json::Value, scenario: &str) {
+fn run(scenario: &str) -> serde_json::Value {
+    run_with(scenario, &["--seconds", "0.3", "--rounds", "2"])
+}
+
+/// The WireGuard scenarios, short: one round of 0.2 s at 512 bytes.
+fn run_wg(scenario: &str) -> serde_json::Value {
+    run_with(
+        scenario,
+        &["--seconds", "0.2", "--rounds", "1", "--size", "512"],
+    )
+}
+
+fn positive(r: &serde_json::Value, field: &str) -> f64 {
+    let v = r[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{field} missing: {r}"));
+    assert!(v > 0.0, "{field} is not positive: {r}");
+    v
+}
+
+fn check_fields(r: &serde_json::Value, scenario: &str, size: u64, rounds: u64) {
     assert_eq!(r["scenario"], scenario);
-    assert_eq!(r["packet_size"], 64);
+    assert_eq!(r["packet_size"], size);
     assert!(r["packets"].as_u64().unwrap() > 0, "{r}");
-    assert!(r["mpps"].as_f64().unwrap() > 0.0, "{r}");
-    assert!(r["cycles_per_packet"].as_f64().unwrap() > 0.0, "{r}");
+    positive(r, "seconds");
+    positive(r, "mpps");
+    positive(r, "cycles_per_packet");
     assert_eq!(r["mbuf_leak"], 0, "mbufs leaked: {r}");
-    assert_eq!(r["rounds"], 2);
+    assert_eq!(r["rounds"], rounds);
+}
+
+fn check_common(r: &serde_json::Value, scenario: &str) {
+    check_fields(r, scenario, 64, 2);
+}
+
+/// A ring scenario: the worker dropped nothing and says how full its
+/// bursts were.
+fn check_ring(r: &serde_json::Value) {
+    assert_eq!(r["drops"], 0, "{r}");
+    positive(r, "packets_per_busy_poll");
+}
+
+/// `ratio` is `numerator / denominator` of the report's own figures.
+fn assert_ratio(r: &serde_json::Value, ratio: &str, numerator: &str, denominator: &str) {
+    let expected = positive(r, numerator) / positive(r, denominator);
+    let got = positive(r, ratio);
+    assert!((got - expected).abs() < 1e-9, "{ratio}: {r}");
 }
 
 #[test]
 fn io_scenario_prints_its_measurement_as_json() {
     let r = run("io");
     check_common(&r, "io");
+    check_ring(&r);
     assert!(r.get("baseline").is_none());
 }
 
@@ -39,9 +81,68 @@ fn io_scenario_prints_its_measurement_as_json() {
 fn forward_scenario_reports_a_ratio_against_io_measured_in_the_same_run() {
     let r = run("forward");
     check_common(&r, "forward");
+    check_ring(&r);
     assert_eq!(r["baseline"]["scenario"], "io");
     let ratio = r["cycles_ratio_vs_io"].as_f64().unwrap();
     let expected = r["cycles_per_packet"].as_f64().unwrap()
         / r["baseline"]["cycles_per_packet"].as_f64().unwrap();
     assert!((ratio - expected).abs() < 1e-9, "{r}");
+}
+
+#[test]
+fn aead_scenario_reports_the_crypto_floor() {
+    let r = run_wg("aead");
+    check_fields(&r, "aead", 512, 1);
+    // Timed by the TSC: the rate and the cost per packet agree.
+    let from_cycles = positive(&r, "tsc_hz") / positive(&r, "cycles_per_packet") / 1e6;
+    assert!(
+        (positive(&r, "mpps") - from_cycles).abs() < 1e-6 * from_cycles,
+        "{r}"
+    );
+    assert!(r.get("ratio_vs_aead").is_none());
+}
+
+#[test]
+fn boringtun_scenario_times_encapsulate_and_decapsulate_separately() {
+    let r = run_wg("boringtun");
+    check_fields(&r, "boringtun", 512, 1);
+    positive(&r, "decap_mpps");
+    positive(&r, "decap_cycles_per_packet");
+    assert_eq!(r["encap_mpps"], r["mpps"]);
+    assert_eq!(r["encap_cycles_per_packet"], r["cycles_per_packet"]);
+}
+
+#[test]
+fn encap_scenario_reports_a_ratio_against_aead_in_the_same_run() {
+    let r = run_wg("encap");
+    check_fields(&r, "encap", 512, 1);
+    check_ring(&r);
+    assert_ratio(
+        &r,
+        "ratio_vs_aead",
+        "aead_cycles_per_packet",
+        "cycles_per_packet",
+    );
+    positive(&r, "aead_mpps");
+    assert!(r.get("ratio_vs_boringtun").is_none());
+}
+
+#[test]
+fn decap_scenario_reports_ratios_against_aead_and_boringtun_in_the_same_run() {
+    let r = run_wg("decap");
+    check_fields(&r, "decap", 512, 1);
+    check_ring(&r);
+    assert_ratio(
+        &r,
+        "ratio_vs_aead",
+        "aead_cycles_per_packet",
+        "cycles_per_packet",
+    );
+    assert_ratio(
+        &r,
+        "ratio_vs_boringtun",
+        "boringtun_decap_cycles_per_packet",
+        "cycles_per_packet",
+    );
+    positive(&r, "boringtun_decap_mpps");
 }
