@@ -20,7 +20,7 @@ const WARMUP: Duration = Duration::from_millis(300);
 const BATCH: usize = 32;
 
 /// Runs `f` on a thread pinned to `core`.
-fn on_core<T: Send>(
+pub fn on_core<T: Send>(
     core: usize,
     f: impl FnOnce() -> Result<T, String> + Send,
 ) -> Result<T, String> {

@@ -18,9 +18,14 @@
 //! - `encap`, `decap`: the WireGuard data path in the worker loop, each
 //!   alternated with `aead` (and `decap` with boringtun's decapsulate) at the
 //!   same size and reported as ratios to them.
+//! - `handshake`: complete handshakes per second on the worker core, the
+//!   responder side of a `--peers`-peer `Device` (initiation in, response
+//!   out), with boringtun's responder in the same run and the cost of a
+//!   cookie reply under load.
 
 #![forbid(unsafe_code)]
 
+mod handshake;
 mod inproc;
 mod ringrun;
 mod steal;
@@ -50,6 +55,9 @@ enum Scenario {
     /// WireGuard decryption in the worker loop, with `aead` and boringtun's
     /// decapsulate as baselines.
     Decap,
+    /// Handshakes per second on one core (responder side) with `--peers`
+    /// configured peers, with boringtun's responder as the reference.
+    Handshake,
 }
 
 #[derive(Parser, Debug)]
@@ -85,6 +93,9 @@ pub struct Args {
     /// Packets kept in flight between generator and worker.
     #[arg(long, default_value_t = 2048)]
     pub inflight: u32,
+    /// `handshake`: configured peers, each initiating once.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub peers: u32,
     /// Do not try hugepages (use --no-huge).
     #[arg(long)]
     no_huge: bool,
@@ -178,9 +189,66 @@ struct Extras {
     boringtun_decap_mpps: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     boringtun_decap_cycles_per_packet: Option<f64>,
-    /// boringtun decap cycles / our decap cycles (≥ 1: at least as fast).
+    /// boringtun decap cycles / our decap cycles (≥ 1: at least as fast);
+    /// `handshake`: boringtun cycles per handshake / ours.
     #[serde(skip_serializing_if = "Option::is_none")]
     ratio_vs_boringtun: Option<f64>,
+    /// `handshake`: configured peers, one handshake each.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peers: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handshakes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handshakes_per_second: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cycles_per_handshake: Option<f64>,
+    /// `peers` / `handshakes_per_second`: re-establishing every peer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seconds_for_all: Option<f64>,
+    /// Handshakes whose keys the initiator derived identically.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handshakes_verified: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    boringtun_handshakes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    boringtun_handshakes_per_second: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    boringtun_cycles_per_handshake: Option<f64>,
+    /// Initiations without mac2 answered under load with a cookie reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cookie_replies: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cookie_replies_per_second: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cycles_per_cookie_reply: Option<f64>,
+    /// Untimed seconds spent building keys, devices and initiations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    setup_seconds: Option<f64>,
+}
+
+impl Extras {
+    /// `handshake`'s measurement and figures.
+    fn handshake(h: handshake::HandshakeResult) -> (Measurement, Extras) {
+        let extras = Extras {
+            ratio_vs_boringtun: (h.ours.cycles_per_packet > 0.0)
+                .then(|| h.boringtun_cycles_per_handshake / h.ours.cycles_per_packet),
+            peers: Some(h.peers),
+            handshakes: Some(h.ours.packets),
+            handshakes_per_second: Some(h.handshakes_per_second),
+            cycles_per_handshake: Some(h.ours.cycles_per_packet),
+            seconds_for_all: Some(h.seconds_for_all),
+            handshakes_verified: Some(h.verified),
+            boringtun_handshakes: Some(h.boringtun_handshakes),
+            boringtun_handshakes_per_second: Some(h.boringtun_handshakes_per_second),
+            boringtun_cycles_per_handshake: Some(h.boringtun_cycles_per_handshake),
+            cookie_replies: Some(h.cookie_replies),
+            cookie_replies_per_second: Some(h.cookie_replies_per_second),
+            cycles_per_cookie_reply: Some(h.cycles_per_cookie_reply),
+            setup_seconds: Some(h.setup_seconds),
+            ..Extras::default()
+        };
+        (h.ours, extras)
+    }
 }
 
 #[derive(Serialize, Debug)]
@@ -265,13 +333,16 @@ fn bench(args: &Args) -> Result<Report, String> {
         return Err("EAL did not measure the TSC frequency".into());
     }
 
-    let (result, extras) = {
+    let (rounds, (result, extras)) = if args.scenario == Scenario::Handshake {
+        // One pass: every initiation can be answered only once.
+        (1, Extras::handshake(handshake::run(args, tsc_hz)?))
+    } else {
         let bed = RingBed::new("bench", 8191, &pool).map_err(|e| e.to_string())?;
-        run_rounds(args, &bed, &pool, tsc_hz)?
+        (args.rounds, run_rounds(args, &bed, &pool, tsc_hz)?)
     };
     let mbuf_leak = pool.in_use().saturating_sub(in_use_at_start);
     Ok(Report {
-        rounds: args.rounds,
+        rounds,
         result,
         extras,
         tsc_hz,
@@ -325,6 +396,7 @@ fn run_rounds(
                 bt_decap_rounds.push(inproc::boringtun(args, tsc_hz)?.1);
                 main_rounds.push(wg.decap(args, bed, pool, tsc_hz)?);
             }
+            Scenario::Handshake => return Err("handshake has no rounds".into()),
         }
     }
     let mut extras = Extras::default();

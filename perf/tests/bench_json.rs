@@ -146,3 +146,38 @@ fn decap_scenario_reports_ratios_against_aead_and_boringtun_in_the_same_run() {
     );
     positive(&r, "boringtun_decap_mpps");
 }
+
+#[test]
+fn handshake_scenario_reports_handshakes_per_second_against_boringtun() {
+    let r = run_with("handshake", &["--peers", "200"]);
+    check_fields(&r, "handshake", 148, 1);
+    assert_eq!(r["peers"], 200);
+    assert_eq!(r["handshakes"], 200);
+    assert_eq!(r["packets"], 200);
+    assert_eq!(r["handshakes_verified"], 200, "{r}");
+    assert_eq!(r["cookie_replies"], 200, "{r}");
+    let rate = positive(&r, "handshakes_per_second");
+    assert!(
+        (rate / 1e6 - positive(&r, "mpps")).abs() < 1e-9 * rate,
+        "{r}"
+    );
+    assert_eq!(r["cycles_per_handshake"], r["cycles_per_packet"]);
+    // A handshake is a few x25519 operations: far from free, far from a
+    // second.
+    assert!(rate > 10.0 && rate < 10_000_000.0, "{r}");
+    let all = positive(&r, "seconds_for_all");
+    assert!((all - 200.0 / rate).abs() < 1e-9 * all, "{r}");
+    positive(&r, "boringtun_handshakes_per_second");
+    assert!(r["boringtun_handshakes"].as_u64().unwrap() > 0, "{r}");
+    assert_ratio(
+        &r,
+        "ratio_vs_boringtun",
+        "boringtun_cycles_per_handshake",
+        "cycles_per_handshake",
+    );
+    // The defence costs far less per flood packet than a handshake.
+    let cookie = positive(&r, "cycles_per_cookie_reply");
+    assert!(cookie < positive(&r, "cycles_per_handshake"), "{r}");
+    assert!(positive(&r, "cookie_replies_per_second") > rate, "{r}");
+    assert!(r.get("aead_mpps").is_none());
+}
