@@ -486,7 +486,8 @@ fn transport_header(message: &[u8]) -> (u32, u64) {
     )
 }
 
-/// Asserts a frame Patronus delivered to the LAN carries `ip`.
+/// Asserts a frame Patronus delivered to the LAN carries `ip`, forwarded
+/// (TTL decremented: leaving the tunnel is a router hop).
 fn assert_delivered(verdict: Verdict, buf: &HeapBuf, ip: &[u8]) {
     assert_eq!(verdict, Verdict::Forward(LAN));
     let eth = ethernet::Frame::new_checked(buf.data()).unwrap();
@@ -494,7 +495,12 @@ fn assert_delivered(verdict: Verdict, buf: &HeapBuf, ip: &[u8]) {
         (eth.dst_addr(), eth.src_addr(), eth.ethertype()),
         (LAN_HOST_MAC, LAN_PORT_MAC, EtherType::Ipv4)
     );
-    assert_eq!(eth.payload(), ip);
+    let mut expected = ip.to_vec();
+    ipv4::Packet::new_checked(&mut expected[..])
+        .unwrap()
+        .decrement_ttl()
+        .unwrap();
+    assert_eq!(eth.payload(), &expected[..]);
 }
 
 /// What an established session looks like from the outside.

@@ -405,6 +405,10 @@ impl<'a> WgDataPath<'a> {
         if inner_src.and_then(|a| self.routes.lookup(a)) != Some(&peer) {
             return Verdict::Drop(DropReason::WgCryptokeyMismatch);
         }
+        // Out of the tunnel and onto the LAN is a router hop too.
+        if !decrement_hop(packet.data_mut()) {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
         let ethertype = if packet.data()[0] >> 4 == 4 {
             EtherType::Ipv4
         } else {
@@ -749,7 +753,15 @@ mod tests {
             (frame.dst_addr(), frame.src_addr()),
             (LAN_HOST_MAC, LAN_PORT_MAC)
         );
-        assert_eq!(frame.payload(), &inner[..]);
+        let mut expected = inner.clone();
+        ipv4::Packet::new_checked(&mut expected[..])
+            .unwrap()
+            .decrement_ttl();
+        assert_eq!(
+            frame.payload(),
+            &expected[..],
+            "delivered with its TTL decremented"
+        );
         assert_eq!(rig.activity[0].last_received.load(Relaxed), 12);
         assert_eq!(
             rig.activity[0].confirmed_index.load(Relaxed),
@@ -763,6 +775,23 @@ mod tests {
         assert_eq!(
             dp.process(&mut replay, WAN, 13),
             Verdict::Drop(DropReason::WgReplay)
+        );
+    }
+
+    #[test]
+    fn a_tunnelled_packet_whose_ttl_would_expire_is_dropped() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        install(&mut dp, &rig, true, 10);
+        let mut peer_send = SendSession::new(&PEER_KEY, our_index(), 0);
+        let mut inner = inner_ip(BEHIND_PEER, LAN_HOST, 100);
+        let mut ip = ipv4::Packet::new_checked(&mut inner[..]).unwrap();
+        ip.set_ttl(1);
+        ip.fill_checksum();
+        let mut p = from_peer(&inner, &mut peer_send, PEER_ENDPOINT);
+        assert_eq!(
+            dp.process(&mut p, WAN, 12),
+            Verdict::Drop(DropReason::TtlExceeded)
         );
     }
 
@@ -1037,7 +1066,7 @@ mod tests {
             workers[1].process_local(&mut p, HANDOFF_FROM_WAN, 2),
             Verdict::Forward(LAN)
         );
-        assert_eq!(&p.data()[14..], &inner[..]);
+        assert_eq!(&p.data()[14 + 20..], &inner[20..]);
         assert_eq!(
             activity[0].last_received.load(Relaxed),
             0,
