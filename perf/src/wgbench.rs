@@ -127,8 +127,14 @@ impl WgBench {
     ) -> Result<Measurement, String> {
         let (activity, commands) = ([PeerActivity::default()], ArrayQueue::new(4));
         let datapath = self.datapath(&activity, &commands, tsc_hz)?;
+        let mut delivered = self.inner.clone();
+        if let Ok(mut ip) = patronus_dataplane::wire::ipv4::Packet::new_checked(&mut delivered[..])
+        {
+            ip.decrement_ttl();
+        }
         let mut feed = DecapFeed {
             inner: &self.inner,
+            delivered,
             outer: &self.outer,
             peer_send: SendSession::new(&PEER_SEND_KEY, our_index(), 0),
             checked: false,
@@ -246,6 +252,9 @@ impl EncapFeed<'_> {
 /// headers. The first packet back must be the inner packet on the LAN.
 struct DecapFeed<'a> {
     inner: &'a [u8],
+    /// What the LAN must get: the inner packet with its TTL decremented
+    /// (leaving the tunnel is a router hop).
+    delivered: Vec<u8>,
     outer: &'a [u8],
     peer_send: SendSession,
     checked: bool,
@@ -259,7 +268,7 @@ impl Feed for DecapFeed<'_> {
     #[inline]
     fn refill(&mut self, m: &mut Mbuf, fresh: bool) -> Result<(), String> {
         if !fresh && !self.checked {
-            if m.data().get(ethernet::HEADER_LEN..) != Some(self.inner) {
+            if m.data().get(ethernet::HEADER_LEN..) != Some(&self.delivered[..]) {
                 return Err("decap delivered a different packet to the LAN".into());
             }
             self.checked = true;
