@@ -193,6 +193,15 @@ struct Extras {
     /// `handshake`: boringtun cycles per handshake / ours.
     #[serde(skip_serializing_if = "Option::is_none")]
     ratio_vs_boringtun: Option<f64>,
+    /// `encap`, `decap`: the same processing on one core with hot data
+    /// (no ring, no second core), its ratio to `aead`, and for `decap` to
+    /// boringtun (which also decapsulates hot data on one core).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    single_core_cycles_per_packet: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    single_core_ratio_vs_aead: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    single_core_ratio_vs_boringtun: Option<f64>,
     /// `handshake`: configured peers, one handshake each.
     #[serde(skip_serializing_if = "Option::is_none")]
     peers: Option<u32>,
@@ -367,6 +376,7 @@ fn run_rounds(
     let mut aead_rounds = Vec::new();
     let mut bt_encap_rounds = Vec::new();
     let mut bt_decap_rounds = Vec::new();
+    let mut single_core_rounds = Vec::new();
     let forwarder = match args.scenario {
         Scenario::Forward => Some(bench_forwarder(bed)?),
         _ => None,
@@ -389,11 +399,13 @@ fn run_rounds(
             }
             Scenario::Encap => {
                 aead_rounds.push(inproc::aead(args, tsc_hz)?);
+                single_core_rounds.push(wg.encap_single_core(args, tsc_hz)?);
                 main_rounds.push(wg.encap(args, bed, pool, tsc_hz)?);
             }
             Scenario::Decap => {
                 aead_rounds.push(inproc::aead(args, tsc_hz)?);
                 bt_decap_rounds.push(inproc::boringtun(args, tsc_hz)?.1);
+                single_core_rounds.push(wg.decap_single_core(args, tsc_hz)?);
                 main_rounds.push(wg.decap(args, bed, pool, tsc_hz)?);
             }
             Scenario::Handshake => return Err("handshake has no rounds".into()),
@@ -432,6 +444,19 @@ fn run_rounds(
         extras.aead_mpps = Some(aead.mpps);
         extras.aead_cycles_per_packet = Some(aead.cycles_per_packet);
         extras.ratio_vs_aead = speed_ratio(aead.cycles_per_packet);
+    }
+    let aead_cycles = extras.aead_cycles_per_packet;
+    if !single_core_rounds.is_empty() {
+        let single = median(single_core_rounds);
+        extras.single_core_cycles_per_packet = Some(single.cycles_per_packet);
+        extras.single_core_ratio_vs_aead = aead_cycles
+            .filter(|_| single.cycles_per_packet > 0.0)
+            .map(|a| a / single.cycles_per_packet);
+        if args.scenario == Scenario::Decap {
+            let bt = median(bt_decap_rounds.clone());
+            extras.single_core_ratio_vs_boringtun = (single.cycles_per_packet > 0.0)
+                .then(|| bt.cycles_per_packet / single.cycles_per_packet);
+        }
     }
     if args.scenario == Scenario::Decap {
         let bt = median(bt_decap_rounds);

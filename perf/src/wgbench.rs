@@ -25,6 +25,7 @@ use patronus_dataplane::wg::session::{RecvSession, SendSession};
 use patronus_dataplane::wg::transport::{self, Decapsulated};
 use patronus_dataplane::wire::ethernet::{self, Address};
 use patronus_dataplane::wire::{ipv4, udp};
+use patronus_dataplane::worker::Processor;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 /// The per-boot index mask of the node under test.
@@ -140,6 +141,93 @@ impl WgBench {
             checked: false,
         };
         ringrun::run(args, bed, pool, "decap", datapath, &mut feed)
+    }
+
+    /// `encap` on one core with hot data: `WgDataPath::process` on heap
+    /// buffers refilled (untimed) between batches, only the processing
+    /// timed. It separates the data path's own cost from the cost of moving
+    /// packets between cores that the ring round includes.
+    pub fn encap_single_core(&self, args: &Args, tsc_hz: u64) -> Result<Measurement, String> {
+        self.single_core(
+            args,
+            tsc_hz,
+            "encap_single_core",
+            |_| self.lan_frame.clone(),
+            LAN,
+        )
+    }
+
+    /// `decap` on one core with hot data; the messages are encrypted
+    /// (untimed) just before each batch.
+    pub fn decap_single_core(&self, args: &Args, tsc_hz: u64) -> Result<Measurement, String> {
+        let peer_send = std::sync::Mutex::new(SendSession::new(&PEER_SEND_KEY, our_index(), 0));
+        self.single_core(
+            args,
+            tsc_hz,
+            "decap_single_core",
+            |_| {
+                let mut m = HeapBuf::from_slice(&self.inner, 128, 64);
+                let mut sender = peer_send.lock().unwrap_or_else(|e| e.into_inner());
+                transport::encapsulate(&mut m, &mut sender).expect("a fresh keypair encrypts");
+                let mut frame = self.outer.clone();
+                frame.extend_from_slice(m.data());
+                frame
+            },
+            WAN,
+        )
+    }
+
+    fn single_core(
+        &self,
+        args: &Args,
+        tsc_hz: u64,
+        name: &'static str,
+        make: impl Fn(usize) -> Vec<u8> + Send + Sync,
+        in_port: u8,
+    ) -> Result<Measurement, String> {
+        const BATCH: usize = 32;
+        let size = args.size;
+        let seconds = args.seconds;
+        let m = inproc::on_core(args.worker_core, || {
+            let (activity, commands) = ([PeerActivity::default()], ArrayQueue::new(4));
+            let mut dp = self.datapath(&activity, &commands, tsc_hz)?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds);
+            let start = std::time::Instant::now();
+            let (mut packets, mut cycles) = (0u64, 0u64);
+            let mut warmed = false;
+            while std::time::Instant::now() < deadline {
+                let mut batch: Vec<HeapBuf> = (0..BATCH)
+                    .map(|i| HeapBuf::from_slice(&make(i), 128, 64))
+                    .collect();
+                let t0 = tsc();
+                dp.poll(t0);
+                for b in &mut batch {
+                    let verdict = dp.process(b, in_port, t0);
+                    if !matches!(verdict, patronus_dataplane::worker::Verdict::Forward(_)) {
+                        return Err(format!("{name}: unexpected verdict {verdict:?}"));
+                    }
+                }
+                let t1 = tsc();
+                if warmed {
+                    packets += BATCH as u64;
+                    cycles += t1 - t0;
+                }
+                warmed = true;
+            }
+            Ok(Measurement::from_cycles(
+                name,
+                size,
+                packets,
+                cycles,
+                start.elapsed().as_secs_f64(),
+                tsc_hz,
+            ))
+        })?;
+        eprintln!(
+            "patronus-bench: {name}: {:.1} cycles/packet",
+            m.cycles_per_packet
+        );
+        Ok(m)
     }
 
     /// A data path with one peer (10.99.0.0/24 behind it) and a fresh,

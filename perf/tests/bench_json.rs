@@ -125,6 +125,12 @@ fn encap_scenario_reports_a_ratio_against_aead_in_the_same_run() {
     );
     positive(&r, "aead_mpps");
     assert!(r.get("ratio_vs_boringtun").is_none());
+    assert_ratio(
+        &r,
+        "single_core_ratio_vs_aead",
+        "aead_cycles_per_packet",
+        "single_core_cycles_per_packet",
+    );
 }
 
 #[test]
@@ -145,6 +151,12 @@ fn decap_scenario_reports_ratios_against_aead_and_boringtun_in_the_same_run() {
         "cycles_per_packet",
     );
     positive(&r, "boringtun_decap_mpps");
+    assert_ratio(
+        &r,
+        "single_core_ratio_vs_boringtun",
+        "boringtun_decap_cycles_per_packet",
+        "single_core_cycles_per_packet",
+    );
 }
 
 #[test]
