@@ -6,8 +6,9 @@
 //! Keys never appear in errors, logs or Debug output.
 
 use patronus_dataplane::wg::allowed_ips::parse_prefix;
-use patronus_dataplane::wg::keys::{PresharedKey, PrivateKey, PublicKey};
+use patronus_dataplane::wg::keys::{open_secret_file, PresharedKey, PrivateKey, PublicKey};
 use serde::Deserialize;
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -105,22 +106,6 @@ pub fn parse_endpoint(text: &str) -> Result<SocketAddrV4, String> {
         Ok(SocketAddr::V6(_)) => Err("IPv6 endpoints are not supported yet; use an IPv4 address".into()),
         Err(_) => Err(format!("{text:?} is not an IPv4 address and port like 192.0.2.1:51820 (host names are not resolved)")),
     }
-}
-
-/// Reads a secret file, refusing one that group or others may read.
-fn check_secret_file(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "{} holds a secret but is readable by others (mode {mode:03o}); run chmod 600 {}",
-            path.display(),
-            path.display()
-        ));
-    }
-    Ok(())
 }
 
 impl WireguardSection {
@@ -229,17 +214,13 @@ fn validate_peer(i: usize, p: &PeerSection) -> Result<WgPeerConfig, WgError> {
         )
     })?;
     let preshared_key = match &p.preshared_key_file {
-        Some(file) => {
-            check_secret_file(Path::new(file.get_ref()))
-                .or_else(|m| err(field("preshared_key_file"), Some(file.span()), m))?;
-            Some(PresharedKey::load_file(file.get_ref()).or_else(|e| {
-                err(
-                    field("preshared_key_file"),
-                    Some(file.span()),
-                    e.to_string(),
-                )
-            })?)
-        }
+        Some(file) => Some(PresharedKey::load_file(file.get_ref()).or_else(|e| {
+            err(
+                field("preshared_key_file"),
+                Some(file.span()),
+                e.to_string(),
+            )
+        })?),
         None => None,
     };
     let endpoint = match &p.endpoint {
@@ -289,8 +270,10 @@ pub fn import_wg_quick(path: &Path) -> Result<Imported, WgError> {
         line,
         message,
     };
-    check_secret_file(path).map_err(|m| in_file(None, "", m))?;
-    let text = std::fs::read_to_string(path)
+    let mut text = String::new();
+    open_secret_file(path)
+        .map_err(|e| in_file(None, "", e.to_string()))?
+        .read_to_string(&mut text)
         .map_err(|e| in_file(None, "", format!("cannot read: {e}")))?;
     parse_wg_quick(&text).map_err(|(line, field, message)| in_file(Some(line), &field, message))
 }

@@ -103,15 +103,16 @@ fn decode_key(s: &str) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
     Ok(key)
 }
 
-/// Reads a key file, refusing one that group or others can access (as `wg`
+/// Opens a file that holds secrets (a key file, or a wg-quick file with a
+/// PrivateKey), refusing one that group or others can access (as `wg`
 /// warns and `wg-quick` refuses). The permission check is done on the open
 /// file, so the file checked is the file read.
-fn read_key_file(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
+pub fn open_secret_file(path: &Path) -> Result<std::fs::File, KeyError> {
     let unreadable = |e: std::io::Error| KeyError::Unreadable {
         path: path.to_path_buf(),
         kind: e.kind(),
     };
-    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let file = std::fs::File::open(path).map_err(unreadable)?;
     let mode = file.metadata().map_err(unreadable)?.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(KeyError::InsecurePermissions {
@@ -119,6 +120,16 @@ fn read_key_file(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
             mode,
         });
     }
+    Ok(file)
+}
+
+/// Reads a key file (see [`open_secret_file`]).
+fn read_key_file(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
+    let unreadable = |e: std::io::Error| KeyError::Unreadable {
+        path: path.to_path_buf(),
+        kind: e.kind(),
+    };
+    let mut file = open_secret_file(path)?;
     // A key file is 44 characters and a newline; read a little more so an
     // over-long file is reported as the wrong length, not silently cut.
     let mut buf = Zeroizing::new([0u8; 128]);

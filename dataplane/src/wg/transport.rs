@@ -12,15 +12,16 @@
 //! copied and nothing is allocated: the AEAD runs over the buffer itself.
 
 use crate::buf::{BufError, PacketBuf};
+use crate::wg::messages;
 use crate::wg::session::{RecvSession, SendSession};
 use ring::aead::{Aad, Nonce, Tag};
 
 /// Message type of transport data.
-pub const MESSAGE_TRANSPORT: u8 = 4;
+pub const MESSAGE_TRANSPORT: u8 = messages::MSG_TRANSPORT;
 /// Type, receiver index, counter.
-pub const HEADER_LEN: usize = 16;
+pub const HEADER_LEN: usize = messages::TRANSPORT_HEADER_LEN;
 /// Poly1305 tag.
-pub const TAG_LEN: usize = 16;
+pub const TAG_LEN: usize = messages::TRANSPORT_TAG_LEN;
 /// Plaintext is padded to a multiple of this.
 pub const PADDING_MULTIPLE: usize = 16;
 /// Headroom and tailroom encapsulation needs beyond the packet itself.
