@@ -23,4 +23,4 @@ pub use lcore::{register_thread, tsc, tsc_hz, LcoreRegistration};
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
 pub use port::{LinkStatus, Port, PortConfig, PortStats, RxQueue, TxQueue};
-pub use ring::{ring_port, Ring};
+pub use ring::{ring_port, ring_port_multi, Ring};

@@ -111,21 +111,33 @@ impl Drop for Ring {
 /// and whose single tx queue writes `tx`. Returns its port id; start it with
 /// `Port::start`. The rings must outlive the port.
 pub fn ring_port(name: &str, rx: &Ring, tx: &Ring) -> Result<u16, DpdkError> {
+    ring_port_multi(name, &[rx], &[tx])
+}
+
+/// A net_ring port with one rx queue per ring in `rx` and one tx queue per
+/// ring in `tx` (queue i reads `rx[i]` and writes `tx[i]`).
+pub fn ring_port_multi(name: &str, rx: &[&Ring], tx: &[&Ring]) -> Result<u16, DpdkError> {
     let cname = CString::new(name).map_err(|_| DpdkError::InvalidArgument {
         what: format!("port name {name:?}"),
         why: "contains a NUL byte".into(),
     })?;
-    let mut rx_rings = [rx.as_ptr()];
-    let mut tx_rings = [tx.as_ptr()];
-    // SAFETY: the arrays hold one valid ring each and live across the call;
-    // the PMD keeps the ring pointers, which the caller keeps alive.
+    if rx.is_empty() || tx.is_empty() || rx.len() > 16 || tx.len() > 16 {
+        return Err(DpdkError::InvalidArgument {
+            what: format!("port {name}: {} rx and {} tx rings", rx.len(), tx.len()),
+            why: "a ring port takes 1 to 16 of each".into(),
+        });
+    }
+    let mut rx_rings: Vec<*mut rte_ring> = rx.iter().map(|r| r.as_ptr()).collect();
+    let mut tx_rings: Vec<*mut rte_ring> = tx.iter().map(|r| r.as_ptr()).collect();
+    // SAFETY: the arrays hold valid rings and live across the call; the PMD
+    // keeps the ring pointers, which the caller keeps alive.
     let ret = unsafe {
         dpdk_sys::rte_eth_from_rings(
             cname.as_ptr(),
             rx_rings.as_mut_ptr(),
-            1,
+            rx_rings.len() as u32,
             tx_rings.as_mut_ptr(),
-            1,
+            tx_rings.len() as u32,
             0,
         )
     };
