@@ -156,6 +156,10 @@ pub struct PortSection {
     /// The destination MAC of frames sent out of this port.
     pub next_hop_mac: Spanned<String>,
     pub mtu: Option<Spanned<u16>>,
+    /// The node's own addresses on this port (`10.10.1.1/24`, `fd00::1/64`):
+    /// the source of the ICMP errors the node sends there.
+    #[serde(default = "no_addresses")]
+    pub addresses: Spanned<Vec<String>>,
     #[serde(default = "default_descriptors")]
     pub rx_descriptors: u16,
     #[serde(default = "default_descriptors")]
@@ -197,6 +201,8 @@ pub struct PortConfig {
     pub device_string: String,
     pub next_hop_mac: ethernet::Address,
     pub mtu: Option<u16>,
+    /// Our addresses on the port, with their prefix lengths.
+    pub addresses: Vec<(std::net::IpAddr, u8)>,
     pub rx_descriptors: u16,
     pub tx_descriptors: u16,
 }
@@ -241,6 +247,9 @@ fn default_data_room() -> Spanned<u16> {
 }
 fn default_stats_interval() -> u64 {
     10
+}
+fn no_addresses() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
 }
 fn default_descriptors() -> u16 {
     1024
@@ -457,9 +466,14 @@ impl Validator<'_> {
             Some(m) => *m.get_ref(),
         };
 
+        let wan_mtu = ports
+            .iter()
+            .find(|p| p.role == PortRole::Wan)
+            .and_then(|p| p.mtu)
+            .unwrap_or(1500);
         let wireguard = match &raw.wireguard {
             None => None,
-            Some(section) => Some(section.validate().map_err(|e| ConfigError {
+            Some(section) => Some(section.validate(wan_mtu).map_err(|e| ConfigError {
                 file: e.file.clone().unwrap_or_else(|| self.path.into()),
                 line: e.line.or_else(|| {
                     e.span
@@ -572,8 +586,22 @@ impl Validator<'_> {
                 );
             }
         }
+        let mut addresses = Vec::new();
+        for text in p.addresses.get_ref() {
+            match patronus_dataplane::wg::allowed_ips::parse_prefix(text.trim()) {
+                Ok(a) => addresses.push(a),
+                Err(e) => {
+                    return self.err(
+                        format!("port[{i}].addresses"),
+                        Some(p.addresses.span()),
+                        e.to_string(),
+                    )
+                }
+            }
+        }
         Ok(PortConfig {
             name: name.to_string(),
+            addresses,
             role: p.role,
             device,
             device_string,

@@ -305,6 +305,21 @@ fn datapath_config(
         tsc_hz: dpdk::tsc_hz(),
         worker: 0,
         workers: config.worker_cores.len() as u8,
+        tunnel_mtu: wg.mtu,
+        lan_ipv4: config.ports[lan]
+            .addresses
+            .iter()
+            .find_map(|(a, _)| match a {
+                std::net::IpAddr::V4(v4) => Some(*v4),
+                _ => None,
+            }),
+        lan_ipv6: config.ports[lan]
+            .addresses
+            .iter()
+            .find_map(|(a, _)| match a {
+                std::net::IpAddr::V6(v6) => Some(*v6),
+                _ => None,
+            }),
     })
 }
 

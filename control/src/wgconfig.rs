@@ -15,6 +15,10 @@ use toml::Spanned;
 
 /// The default WireGuard port.
 pub const DEFAULT_LISTEN_PORT: u16 = 51820;
+/// wg-quick's default tunnel MTU.
+pub const DEFAULT_MTU: u16 = 1420;
+/// Outer IPv4 (20), UDP (8), WireGuard header (16) and tag (16).
+pub const OUTER_OVERHEAD: u16 = 60;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +32,11 @@ pub struct WireguardSection {
     pub address: Spanned<String>,
     /// A wg-quick file to take the interface key, port and peers from.
     pub import: Option<Spanned<String>>,
+    /// The largest inner packet the tunnel carries (default 1420, as
+    /// wg-quick's default); larger ones get ICMP "fragmentation needed" /
+    /// "packet too big". At most the WAN MTU minus 60 (outer IPv4, UDP and
+    /// WireGuard headers).
+    pub mtu: Option<Spanned<u16>>,
     #[serde(default, rename = "peer")]
     pub peers: Vec<PeerSection>,
 }
@@ -63,6 +72,7 @@ pub struct WgPeerConfig {
 pub struct WireguardConfig {
     pub private_key: PrivateKey,
     pub listen_port: u16,
+    pub mtu: u16,
     pub address: Ipv4Addr,
     pub peers: Vec<WgPeerConfig>,
 }
@@ -109,8 +119,24 @@ pub fn parse_endpoint(text: &str) -> Result<SocketAddrV4, String> {
 }
 
 impl WireguardSection {
-    /// Validates the section (and the imported file, if any).
-    pub fn validate(&self) -> Result<WireguardConfig, WgError> {
+    /// Validates the section (and the imported file, if any); `wan_mtu` is
+    /// the WAN port's MTU.
+    pub fn validate(&self, wan_mtu: u16) -> Result<WireguardConfig, WgError> {
+        let mtu = match &self.mtu {
+            None => DEFAULT_MTU.min(wan_mtu.saturating_sub(OUTER_OVERHEAD)),
+            Some(m) if *m.get_ref() < 576 || *m.get_ref() + OUTER_OVERHEAD > wan_mtu => {
+                return err(
+                    "wireguard.mtu",
+                    Some(m.span()),
+                    format!(
+                        "{} is outside 576 to {} (the WAN MTU {wan_mtu} minus {OUTER_OVERHEAD} bytes of outer headers)",
+                        m.get_ref(),
+                        wan_mtu.saturating_sub(OUTER_OVERHEAD)
+                    ),
+                )
+            }
+            Some(m) => *m.get_ref(),
+        };
         let imported = match &self.import {
             Some(path) => Some(import_wg_quick(Path::new(path.get_ref())).map_err(|mut e| {
                 if e.file.is_none() {
@@ -198,6 +224,7 @@ impl WireguardSection {
         Ok(WireguardConfig {
             private_key,
             listen_port,
+            mtu,
             address,
             peers,
         })
@@ -526,6 +553,7 @@ mod tests {
             listen_port: None,
             address: Spanned::new(0..0, "10.10.2.1".into()),
             import: None,
+            mtu: None,
             peers,
         }
     }
@@ -545,9 +573,20 @@ mod tests {
     fn the_section_validates_keys_ports_and_peers() {
         let key = write_secret("ok.key", &format!("{PRIV}\n"), 0o600);
         let c = section(vec![peer(PUB1, &["10.99.0.0/24"])], &key)
-            .validate()
+            .validate(1500)
             .unwrap();
         assert_eq!(c.listen_port, DEFAULT_LISTEN_PORT);
+        assert_eq!(c.mtu, 1420);
+        let mut small = section(vec![], &key);
+        small.mtu = Some(Spanned::new(0..0, 1450));
+        assert_eq!(small.validate(1500).unwrap_err().field, "wireguard.mtu");
+        small.mtu = Some(Spanned::new(0..0, 1400));
+        assert_eq!(small.validate(1500).unwrap().mtu, 1400);
+        assert_eq!(
+            section(vec![], &key).validate(1280).unwrap().mtu,
+            1220,
+            "the default fits a small WAN MTU"
+        );
         assert_eq!(c.address, Ipv4Addr::new(10, 10, 2, 1));
         assert_eq!(
             c.peers[0].allowed_ips,
@@ -555,23 +594,23 @@ mod tests {
         );
 
         let e = section(vec![peer("AAAA", &[])], &key)
-            .validate()
+            .validate(1500)
             .unwrap_err();
         assert_eq!(e.field, "wireguard.peer[0].public_key");
         let e = section(
             vec![peer(PUB1, &["10.0.0.0/24"]), peer(PUB2, &["10.0.0.0/24"])],
             &key,
         )
-        .validate()
+        .validate(1500)
         .unwrap_err();
         assert!(e.message.contains("already allowed"), "{e:?}");
         let e = section(vec![peer(PUB1, &[]), peer(PUB1, &[])], &key)
-            .validate()
+            .validate(1500)
             .unwrap_err();
         assert!(e.message.contains("same public key"), "{e:?}");
 
         let open = write_secret("open.key", &format!("{PRIV}\n"), 0o640);
-        let e = section(vec![], &open).validate().unwrap_err();
+        let e = section(vec![], &open).validate(1500).unwrap_err();
         assert_eq!(e.field, "wireguard.private_key_file");
         assert!(!e.message.contains(PRIV));
     }

@@ -15,6 +15,7 @@
 pub mod buf;
 pub mod dpdk;
 pub mod forward;
+pub mod icmp_error;
 pub mod punt;
 pub mod ringbed;
 pub mod stats;

@@ -37,10 +37,13 @@ pub enum DropReason {
     WgEncapFailed,
     /// The ring to the worker that owns the packet's state was full.
     HandOffFull,
+    /// Larger than the tunnel MTU, and no ICMP error could be sent (IPv4
+    /// without Don't Fragment, or no LAN address to send it from).
+    TooBig,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::NotIp,
@@ -53,6 +56,7 @@ impl DropReason {
         DropReason::WgCryptokeyMismatch,
         DropReason::WgEncapFailed,
         DropReason::HandOffFull,
+        DropReason::TooBig,
     ];
 
     /// A stable snake_case name for logs and metrics labels.
@@ -69,6 +73,7 @@ impl DropReason {
             DropReason::WgCryptokeyMismatch => "wg_cryptokey_mismatch",
             DropReason::WgEncapFailed => "wg_encap_failed",
             DropReason::HandOffFull => "handoff_full",
+            DropReason::TooBig => "too_big",
         }
     }
 }

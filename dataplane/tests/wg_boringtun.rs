@@ -92,6 +92,9 @@ fn node_config() -> DataPathConfig {
         tsc_hz: TSC_HZ,
         worker: 0,
         workers: 1,
+        tunnel_mtu: 1420,
+        lan_ipv4: None,
+        lan_ipv6: None,
     }
 }
 

@@ -135,6 +135,9 @@ fn two_workers_keep_every_peers_counters_and_replay_windows_correct() {
             tsc_hz: dpdk::tsc_hz(),
             worker,
             workers: 2,
+            tunnel_mtu: 1420,
+            lan_ipv4: None,
+            lan_ipv6: None,
         };
         // Each peer's keypair goes to its owner (peer % 2).
         let now = dpdk::tsc();

@@ -252,6 +252,9 @@ impl WgBench {
             // One worker owns the peer, as in a single-core node.
             worker: 0,
             workers: 1,
+            tunnel_mtu: 1420,
+            lan_ipv4: None,
+            lan_ipv6: None,
         };
         let mut routes = AllowedIps::new();
         routes

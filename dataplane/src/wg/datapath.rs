@@ -16,6 +16,7 @@
 
 use crate::buf::{BufError, PacketBuf};
 use crate::forward::Forwarder;
+use crate::icmp_error;
 use crate::punt::PuntReason;
 use crate::stats::DropReason;
 use crate::wg::allowed_ips::AllowedIps;
@@ -128,6 +129,12 @@ pub struct DataPathConfig {
     /// This worker's index and how many workers share the peers.
     pub worker: u8,
     pub workers: u8,
+    /// The largest inner packet the tunnel carries; larger ones are answered
+    /// with "fragmentation needed" / "packet too big" (path MTU discovery).
+    pub tunnel_mtu: u16,
+    /// Our addresses on the LAN, the source of those ICMP errors.
+    pub lan_ipv4: Option<Ipv4Addr>,
+    pub lan_ipv6: Option<std::net::Ipv6Addr>,
 }
 
 impl DataPathConfig {
@@ -272,6 +279,9 @@ impl<'a> WgDataPath<'a> {
             (l2_len, dst)
         };
         let peer = *self.routes.lookup(dst)?;
+        if packet.len() - l2_len > usize::from(self.config.tunnel_mtu) {
+            return Some(self.too_big(packet, l2_len));
+        }
         // This node routes the packet into the tunnel: a router hop.
         if !decrement_hop(&mut packet.data_mut()[l2_len..]) {
             return Some(Verdict::Drop(DropReason::TtlExceeded));
@@ -285,6 +295,40 @@ impl<'a> WgDataPath<'a> {
             });
         }
         Some(self.send_to_peer(packet, peer, now))
+    }
+
+    /// Answers a packet too big for the tunnel with the ICMP error that
+    /// tells its sender the tunnel MTU (RFC 1191, RFC 8201).
+    #[cold]
+    fn too_big<B: PacketBuf>(&mut self, packet: &mut B, l2_len: usize) -> Verdict {
+        let Ok(sender_mac) = ethernet::Frame::new_checked(packet.data()).map(|f| f.src_addr())
+        else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        if packet.adj(l2_len).is_err() {
+            return Verdict::Drop(DropReason::Malformed);
+        }
+        let to = match icmp_error::packet_too_big(
+            packet,
+            self.config.tunnel_mtu,
+            self.config.lan_ipv4,
+            self.config.lan_ipv6,
+        ) {
+            Ok(to) => to,
+            Err(_) => return Verdict::Drop(DropReason::TooBig),
+        };
+        let Ok(head) = packet.prepend(ethernet::HEADER_LEN) else {
+            return Verdict::Drop(DropReason::TooBig);
+        };
+        let mut frame = ethernet::Frame::new_unchecked(head);
+        frame.set_dst_addr(sender_mac);
+        frame.set_src_addr(self.config.lan_src_mac);
+        frame.set_ethertype(if to.is_ipv4() {
+            EtherType::Ipv4
+        } else {
+            EtherType::Ipv6
+        });
+        Verdict::Forward(self.config.lan_port)
     }
 
     #[inline]
@@ -580,6 +624,9 @@ mod tests {
                 tsc_hz: 1_000,
                 worker: 0,
                 workers: 1,
+                tunnel_mtu: 1420,
+                lan_ipv4: Some(Ipv4Addr::new(10, 10, 1, 1)),
+                lan_ipv6: None,
             };
             let mut routes = AllowedIps::new();
             routes
@@ -653,6 +700,9 @@ mod tests {
             tsc_hz: 1,
             worker: 0,
             workers: 1,
+            tunnel_mtu: 1420,
+            lan_ipv4: None,
+            lan_ipv6: None,
         };
         push_outer_headers(
             &mut buf,
@@ -722,6 +772,35 @@ mod tests {
             rig.activity[0].tx_bytes.load(Relaxed),
             expected.len() as u64
         );
+    }
+
+    #[test]
+    fn a_packet_larger_than_the_tunnel_mtu_gets_fragmentation_needed() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        install(&mut dp, &rig, true, 10);
+        let mut p = lan_packet(BEHIND_PEER, 14 + 1500);
+        assert_eq!(dp.process(&mut p, LAN, 11), Verdict::Forward(LAN));
+        let frame = ethernet::Frame::new_checked(p.data()).unwrap();
+        assert_eq!(
+            (frame.dst_addr(), frame.src_addr()),
+            (LAN_HOST_MAC, LAN_PORT_MAC)
+        );
+        let ip = ipv4::Packet::new_checked(frame.payload()).unwrap();
+        assert_eq!(
+            (ip.src_addr(), ip.dst_addr()),
+            (Ipv4Addr::new(10, 10, 1, 1), Ipv4Addr::new(10, 10, 1, 2))
+        );
+        let icmp = crate::wire::icmpv4::Packet::new_checked(ip.payload()).unwrap();
+        assert_eq!((icmp.msg_code(), icmp.rest_of_header() & 0xffff), (4, 1420));
+        assert_eq!(
+            rig.activity[0].tx_bytes.load(Relaxed),
+            0,
+            "nothing went into the tunnel"
+        );
+        // Exactly the tunnel MTU still goes through.
+        let mut p = lan_packet(BEHIND_PEER, 14 + 1420);
+        assert_eq!(dp.process(&mut p, LAN, 12), Verdict::Forward(WAN));
     }
 
     #[test]
@@ -917,6 +996,9 @@ mod tests {
             tsc_hz: 1,
             worker: 0,
             workers: 1,
+            tunnel_mtu: 1420,
+            lan_ipv4: None,
+            lan_ipv6: None,
         };
         push_outer_headers(
             &mut p,
@@ -994,6 +1076,9 @@ mod tests {
                     tsc_hz: 1_000,
                     worker: w,
                     workers: 2,
+                    tunnel_mtu: 1420,
+                    lan_ipv4: None,
+                    lan_ipv6: None,
                 };
                 let mut routes = AllowedIps::new();
                 routes
