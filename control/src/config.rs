@@ -146,6 +146,24 @@ impl Default for StatsSection {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownDestinations {
+    /// Forward to the WAN next hop, as a plain router would.
+    #[default]
+    Forward,
+    /// Drop and count (`no_route`): only the remote sites are reachable.
+    Drop,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSection {
+    /// LAN traffic to destinations no WireGuard peer covers.
+    #[serde(default)]
+    pub unknown_destinations: UnknownDestinations,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortSection {
@@ -177,6 +195,8 @@ struct RawConfig {
     mempool: MempoolSection,
     #[serde(default)]
     stats: StatsSection,
+    #[serde(default)]
+    routing: RoutingSection,
     #[serde(default, rename = "port")]
     ports: Vec<PortSection>,
     wireguard: Option<crate::wgconfig::WireguardSection>,
@@ -225,6 +245,8 @@ pub struct Config {
     pub ports: Vec<PortConfig>,
     /// WireGuard peers and keys, when the `[wireguard]` section is present.
     pub wireguard: Option<crate::wgconfig::WireguardConfig>,
+    /// Drop LAN traffic that no peer covers instead of forwarding it.
+    pub drop_unknown_destinations: bool,
 }
 
 fn default_true() -> bool {
@@ -410,6 +432,22 @@ impl Validator<'_> {
             );
         }
 
+        let local_count: usize = raw
+            .ports
+            .iter()
+            .map(|p| p.addresses.get_ref().len())
+            .sum::<usize>()
+            + usize::from(raw.wireguard.is_some());
+        if local_count > patronus_dataplane::forward::MAX_LOCAL_ADDRESSES {
+            return self.err(
+                "port",
+                None,
+                format!(
+                    "the node answers for at most {} addresses (port addresses plus the WireGuard address), got {local_count}",
+                    patronus_dataplane::forward::MAX_LOCAL_ADDRESSES
+                ),
+            );
+        }
         let mut ports = Vec::with_capacity(raw.ports.len());
         for (i, p) in raw.ports.iter().enumerate() {
             ports.push(self.port(i, p, &ports)?);
@@ -501,6 +539,8 @@ impl Validator<'_> {
             stats_interval_secs: raw.stats.interval_secs,
             ports,
             wireguard,
+            drop_unknown_destinations: raw.routing.unknown_destinations
+                == UnknownDestinations::Drop,
         })
     }
 
@@ -860,6 +900,35 @@ mtu = 1500
             GOOD.replace("02:00:00:00:02:02", "zz")
         ));
         assert_eq!(e.line, Some(23));
+    }
+
+    #[test]
+    fn unknown_destinations_are_forwarded_unless_told_to_drop() {
+        assert!(!parse(GOOD).unwrap().drop_unknown_destinations);
+        let c = parse(&format!(
+            "{GOOD}\n[routing]\nunknown_destinations = \"drop\"\n"
+        ))
+        .unwrap();
+        assert!(c.drop_unknown_destinations);
+        let e = error(&format!(
+            "{GOOD}\n[routing]\nunknown_destinations = \"bounce\"\n"
+        ));
+        assert!(
+            e.message.contains("bounce") || e.message.contains("variant"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn port_addresses_are_parsed_and_bad_ones_named() {
+        let c = parse(&GOOD.replace(
+            "mtu = 1500",
+            "mtu = 1500\naddresses = [\"10.10.2.1/24\", \"fd00::1/64\"]",
+        ))
+        .unwrap();
+        assert_eq!(c.ports[1].addresses.len(), 2);
+        let e = error(&GOOD.replace("mtu = 1500", "mtu = 1500\naddresses = [\"10.10.2.1/33\"]"));
+        assert_eq!(e.field, "port[1].addresses");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod config;
+mod controlplane;
 mod run;
 mod wgconfig;
 mod wgdriver;

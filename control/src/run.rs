@@ -5,6 +5,7 @@
 //! queues hold), then the mempool is freed and EAL cleaned up.
 
 use crate::config::{Config, DeviceKind, PortRole};
+use crate::controlplane::ControlPlane;
 use crate::wgconfig::WireguardConfig;
 use crate::wgdriver::{self, WgDriver, WgShared};
 use patronus_dataplane::dpdk::{self, DpdkError, Eal, EalMemory, Mempool, Port, PortConfig};
@@ -121,9 +122,14 @@ pub fn run(config: &Config) -> Result<(), RunError> {
     }
     let forwarder = build_forwarder(config, &ports)?;
 
-    // WireGuard: the rings and per-peer activity shared by the worker and
-    // the control thread's driver. Declared after the pool and ports, so
-    // the mbufs they may hold are freed before the pool is.
+    // The punt/inject rings of every worker, and WireGuard's command rings
+    // and per-peer activity. Declared after the pool and ports, so the
+    // mbufs they may hold are freed before the pool is.
+    let rings: Vec<WorkerRings> = config
+        .worker_cores
+        .iter()
+        .map(|_| WorkerRings::new(4096))
+        .collect();
     let wg_shared = config
         .wireguard
         .as_ref()
@@ -140,10 +146,13 @@ pub fn run(config: &Config) -> Result<(), RunError> {
         .collect();
     let ready = AtomicUsize::new(0);
     let failure: Mutex<Option<RunError>> = Mutex::new(None);
-    let mut wg_driver = match (&config.wireguard, &wg_shared, &wg_datapath) {
-        (Some(wg), Some(shared), Some(dp)) => Some(WgDriver::new(wg, dp.clone(), shared, &pool)),
+    let wg_driver = match (&config.wireguard, &wg_shared, &wg_datapath) {
+        (Some(wg), Some(shared), Some(dp)) => {
+            Some(WgDriver::new(wg, dp.clone(), shared, &rings, &pool))
+        }
         _ => None,
     };
+    let mut control = ControlPlane::new(&rings, wg_driver);
 
     let polling_since = Instant::now();
     std::thread::scope(|scope| {
@@ -180,26 +189,35 @@ pub fn run(config: &Config) -> Result<(), RunError> {
                         &shared.commands[w],
                         forwarder.clone(),
                     );
-                    spawn_worker(scope, ctx, queues, processor, Some(&shared.rings));
+                    let processor =
+                        processor.drop_unknown_destinations(config.drop_unknown_destinations);
+                    spawn_worker(scope, ctx, queues, processor, &rings);
                 }
-                _ => spawn_worker(scope, ctx, queues, forwarder.clone(), None),
+                _ => spawn_worker(scope, ctx, queues, forwarder.clone(), &rings),
             }
         }
-        control_loop(config, &ports, &counters, &ready, &stop, wg_driver.as_mut());
+        control_loop(config, &ports, &counters, &ready, &stop, &mut control);
     });
 
     if let Some(err) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
         return Err(err);
     }
     print_summary(config, &ports, &counters, polling_since.elapsed());
-    if let Some(driver) = &wg_driver {
+    if let Some(driver) = &control.wg {
         for line in driver.summary() {
             println!("  {line}");
         }
     }
-    // Free what the WireGuard side still holds before checking for leaks.
-    drop(wg_driver);
+    let stats = control.stats;
+    println!(
+        "  control thread: {} echo replies, {} packets for the node dropped",
+        stats.echo_replies, stats.local_dropped
+    );
+    // Free what the control side and the rings still hold before checking
+    // for leaks.
+    drop(control);
     drop(wg_shared);
+    drop(rings);
     drop(ports);
     let leaked = pool.in_use().saturating_sub(in_use_at_start);
     if leaked > 0 {
@@ -229,7 +247,7 @@ fn spawn_worker<'scope, 'env, P: Processor + Send + 'scope>(
     ctx: WorkerContext<'scope>,
     queues: Vec<PortQueues<'scope>>,
     processor: P,
-    rings: Option<&'scope [WorkerRings]>,
+    rings: &'scope [WorkerRings],
 ) {
     let WorkerContext {
         index: w,
@@ -261,9 +279,7 @@ fn spawn_worker<'scope, 'env, P: Processor + Send + 'scope>(
                 Ok(w) => w,
                 Err(e) => return fail(e),
             };
-            if let Some(rings) = rings {
-                worker = worker.with_rings(rings, w);
-            }
+            worker = worker.with_rings(rings, w);
             log::info!(
                 "worker {w} polling on CPU {core} as lcore {}",
                 registration.lcore_id()
@@ -347,6 +363,21 @@ fn build_forwarder(config: &Config, ports: &[Port]) -> Result<Forwarder, RunErro
                 why,
             })?;
     }
+    // The node answers for its port addresses and its WireGuard address.
+    let mut local: Vec<std::net::IpAddr> = config
+        .ports
+        .iter()
+        .flat_map(|p| p.addresses.iter().map(|(a, _)| *a))
+        .collect();
+    if let Some(wg) = &config.wireguard {
+        local.push(wg.address.into());
+    }
+    forwarder
+        .set_local_addresses(&local)
+        .map_err(|why| RunError::Worker {
+            core: config.control_core,
+            why,
+        })?;
     Ok(forwarder)
 }
 
@@ -358,7 +389,7 @@ fn control_loop(
     counters: &[WorkerCounters],
     ready: &AtomicUsize,
     stop: &AtomicBool,
-    mut wg: Option<&mut WgDriver<'_>>,
+    control: &mut ControlPlane<'_>,
 ) {
     let workers = config.worker_cores.len();
     let started = Instant::now();
@@ -388,14 +419,9 @@ fn control_loop(
         .collect::<Vec<_>>();
     let mut last_at = Instant::now();
     while !stop.load(Ordering::SeqCst) {
-        match wg.as_deref_mut() {
-            // Handshakes and timers want millisecond attention.
-            Some(driver) => {
-                driver.poll();
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
+        // Punted packets, handshakes and timers want millisecond attention.
+        control.poll();
+        std::thread::sleep(Duration::from_millis(1));
         if !interval.is_zero() && last_at.elapsed() >= interval {
             let secs = last_at.elapsed().as_secs_f64();
             last_at = Instant::now();

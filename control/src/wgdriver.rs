@@ -9,7 +9,7 @@ use crate::wgconfig::WireguardConfig;
 use crossbeam_queue::ArrayQueue;
 use patronus_dataplane::buf::PacketBuf;
 use patronus_dataplane::dpdk::{tsc, Mbuf, Mempool};
-use patronus_dataplane::punt::{InjectAction, Injected, PuntReason, WorkerRings};
+use patronus_dataplane::punt::{InjectAction, Injected, PuntReason, Punted, WorkerRings};
 use patronus_dataplane::wg::allowed_ips::AllowedIps;
 use patronus_dataplane::wg::datapath::{
     push_outer_headers, unpack_endpoint, DataPathConfig, Keypair, PeerActivity, WgCommand,
@@ -26,14 +26,11 @@ use std::time::{Duration, Instant, SystemTime};
 /// Packets held per peer while its handshake runs (wireguard-go holds up to
 /// 1024; a few dozen cover a TCP window's worth of a new flow).
 const QUEUED_PER_PEER: usize = 128;
-/// Punted packets handled per poll, so one poll stays short.
-const PUNTS_PER_POLL: usize = 512;
 
 /// The parts shared between the driver and the workers: created before the
-/// workers start and dropped after they stop. Index `w` of `rings` and
-/// `commands` belongs to worker `w`.
+/// workers start and dropped after they stop. Index `w` of `commands`
+/// belongs to worker `w`.
 pub struct WgShared {
-    pub rings: Vec<WorkerRings>,
     pub commands: Vec<ArrayQueue<WgCommand>>,
     pub activity: Vec<PeerActivity>,
 }
@@ -41,7 +38,6 @@ pub struct WgShared {
 impl WgShared {
     pub fn new(peers: usize, workers: usize) -> WgShared {
         WgShared {
-            rings: (0..workers).map(|_| WorkerRings::new(4096)).collect(),
             commands: (0..workers).map(|_| ArrayQueue::new(4096)).collect(),
             activity: (0..peers).map(|_| PeerActivity::default()).collect(),
         }
@@ -74,6 +70,7 @@ struct Seen {
 pub struct WgDriver<'a> {
     device: Device,
     shared: &'a WgShared,
+    rings: &'a [WorkerRings],
     pool: &'a Mempool,
     datapath: DataPathConfig,
     names: Vec<String>,
@@ -91,6 +88,7 @@ impl<'a> WgDriver<'a> {
         config: &WireguardConfig,
         datapath: DataPathConfig,
         shared: &'a WgShared,
+        rings: &'a [WorkerRings],
         pool: &'a Mempool,
     ) -> WgDriver<'a> {
         let specs = config
@@ -120,6 +118,7 @@ impl<'a> WgDriver<'a> {
         WgDriver {
             device,
             shared,
+            rings,
             pool,
             datapath,
             names: config.peers.iter().map(|p| p.name.clone()).collect(),
@@ -148,56 +147,50 @@ impl<'a> WgDriver<'a> {
         Duration::from_secs(ticks / hz) + Duration::from_nanos((ticks % hz) * 1_000_000_000 / hz)
     }
 
-    /// One round: punted packets, worker activity, timers. Call it often
-    /// (every millisecond or so).
+    /// Takes a packet a worker punted for WireGuard: a handshake or cookie
+    /// message, or a packet waiting for a session. `under_load` turns on
+    /// the cookie defence.
+    pub fn handle_punt(&mut self, punted: Punted, under_load: bool) {
+        let now = self.now();
+        let wall = SystemTime::now();
+        match punted.reason {
+            PuntReason::WgHandshake => {
+                let Some((src, range)) = udp_payload(punted.mbuf.data()) else {
+                    return;
+                };
+                let message = &punted.mbuf.data()[range];
+                if let Err(e) = self.device.handle_message(
+                    src,
+                    message,
+                    under_load,
+                    now,
+                    wall,
+                    &mut OsRng,
+                    &mut self.outputs,
+                ) {
+                    log::debug!("wireguard: handshake message from {src} rejected: {e}");
+                }
+            }
+            PuntReason::WgNeedsSession { peer } => {
+                if let Some(queue) = self.queued.get_mut(peer as usize) {
+                    if queue.len() >= QUEUED_PER_PEER {
+                        queue.pop_front();
+                        self.queue_drops += 1;
+                    }
+                    queue.push_back(punted.mbuf);
+                    self.device
+                        .need_session(peer, now, wall, &mut OsRng, &mut self.outputs);
+                }
+            }
+            PuntReason::Local => {}
+        }
+    }
+
+    /// One round of worker activity and timers, then everything decided
+    /// since the last round is carried out. Call it every millisecond or so.
     pub fn poll(&mut self) {
         let now = self.now();
         let wall = SystemTime::now();
-        let shared = self.shared;
-        // wireguard-go's heuristic: under load when the handshake queue is
-        // an eighth full.
-        let queued: usize = shared.rings.iter().map(|r| r.punt.len()).sum();
-        let capacity: usize = shared.rings.iter().map(|r| r.punt.capacity()).sum();
-        let under_load = queued >= capacity / 8;
-        let mut punted_packets = shared
-            .rings
-            .iter()
-            .flat_map(|r| std::iter::from_fn(move || r.punt.pop()));
-        for _ in 0..PUNTS_PER_POLL {
-            let Some(punted) = punted_packets.next() else {
-                break;
-            };
-            match punted.reason {
-                PuntReason::WgHandshake => {
-                    let Some((src, range)) = udp_payload(punted.mbuf.data()) else {
-                        continue;
-                    };
-                    let message = &punted.mbuf.data()[range];
-                    if let Err(e) = self.device.handle_message(
-                        src,
-                        message,
-                        under_load,
-                        now,
-                        wall,
-                        &mut OsRng,
-                        &mut self.outputs,
-                    ) {
-                        log::debug!("wireguard: handshake message from {src} rejected: {e}");
-                    }
-                }
-                PuntReason::WgNeedsSession { peer } => {
-                    if let Some(queue) = self.queued.get_mut(peer as usize) {
-                        if queue.len() >= QUEUED_PER_PEER {
-                            queue.pop_front();
-                            self.queue_drops += 1;
-                        }
-                        queue.push_back(punted.mbuf);
-                        self.device
-                            .need_session(peer, now, wall, &mut OsRng, &mut self.outputs);
-                    }
-                }
-            }
-        }
         self.observe(now, wall);
         self.device.poll(now, wall, &mut OsRng, &mut self.outputs);
         self.execute();
@@ -332,7 +325,7 @@ impl<'a> WgDriver<'a> {
             mbuf,
         };
         // A full inject ring drops the packet (it is freed with `injected`).
-        let _ = self.shared.rings[usize::from(worker)].inject.push(injected);
+        let _ = self.rings[usize::from(worker)].inject.push(injected);
     }
 
     fn transmit(&mut self, to: SocketAddrV4, message: &[u8]) {

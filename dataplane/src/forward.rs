@@ -9,10 +9,12 @@
 //! dropped and counted; later issues punt them to the control thread.
 
 use crate::buf::PacketBuf;
+use crate::punt::PuntReason;
 use crate::stats::{DropReason, MAX_PORTS};
 use crate::wire::ethernet::{self, EtherType};
 use crate::wire::{ipv4, ipv6};
 use crate::worker::{Processor, Verdict};
+use std::net::IpAddr;
 
 /// Where packets from one input port go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,10 +27,15 @@ pub struct ForwardEntry {
     pub dst_mac: ethernet::Address,
 }
 
-/// The forwarding table, indexed by input port.
+/// Most addresses the node answers for.
+pub const MAX_LOCAL_ADDRESSES: usize = 8;
+
+/// The forwarding table, indexed by input port, and the node's own
+/// addresses (packets to them are punted to the control thread).
 #[derive(Debug, Clone, Default)]
 pub struct Forwarder {
     entries: [Option<ForwardEntry>; MAX_PORTS],
+    local: [Option<IpAddr>; MAX_LOCAL_ADDRESSES],
 }
 
 impl Forwarder {
@@ -50,27 +57,55 @@ impl Forwarder {
     pub fn entry(&self, in_port: u8) -> Option<&ForwardEntry> {
         self.entries.get(usize::from(in_port))?.as_ref()
     }
+
+    /// The node's own addresses; fails beyond [`MAX_LOCAL_ADDRESSES`].
+    pub fn set_local_addresses(&mut self, addresses: &[IpAddr]) -> Result<(), String> {
+        if addresses.len() > MAX_LOCAL_ADDRESSES {
+            return Err(format!(
+                "the node answers for at most {MAX_LOCAL_ADDRESSES} addresses, got {}",
+                addresses.len()
+            ));
+        }
+        self.local = [None; MAX_LOCAL_ADDRESSES];
+        for (slot, a) in self.local.iter_mut().zip(addresses) {
+            *slot = Some(*a);
+        }
+        Ok(())
+    }
+
+    /// Whether `addr` is one of the node's own addresses.
+    #[inline]
+    pub fn is_local(&self, addr: IpAddr) -> bool {
+        self.local.contains(&Some(addr))
+    }
 }
 
 impl Processor for Forwarder {
     #[inline]
     fn process<B: PacketBuf>(&mut self, packet: &mut B, in_port: u8, _now: u64) -> Verdict {
-        let Some(entry) = self.entry(in_port).copied() else {
-            return Verdict::Drop(DropReason::NoRoute);
-        };
         let Ok(mut frame) = ethernet::Frame::new_checked(packet.data_mut()) else {
             return Verdict::Drop(DropReason::Malformed);
         };
+        let entry = self.entry(in_port).copied();
         let expired = match frame.payload_ethertype() {
             EtherType::Ipv4 => match ipv4::Packet::new_checked(frame.payload_mut()) {
+                Ok(ip) if self.is_local(IpAddr::V4(ip.dst_addr())) => {
+                    return Verdict::Punt(PuntReason::Local)
+                }
                 Ok(mut ip) => ip.decrement_ttl().is_none(),
                 Err(_) => return Verdict::Drop(DropReason::Malformed),
             },
             EtherType::Ipv6 => match ipv6::Packet::new_checked(frame.payload_mut()) {
+                Ok(ip) if self.is_local(IpAddr::V6(ip.dst_addr())) => {
+                    return Verdict::Punt(PuntReason::Local)
+                }
                 Ok(mut ip) => ip.decrement_hop_limit().is_none(),
                 Err(_) => return Verdict::Drop(DropReason::Malformed),
             },
             _ => return Verdict::Drop(DropReason::NotIp),
+        };
+        let Some(entry) = entry else {
+            return Verdict::Drop(DropReason::NoRoute);
         };
         if expired {
             return Verdict::Drop(DropReason::TtlExceeded);
@@ -163,6 +198,18 @@ mod tests {
             Verdict::Drop(DropReason::TtlExceeded)
         );
         assert_eq!(p.data(), &original[..]);
+    }
+
+    #[test]
+    fn packets_to_the_node_itself_are_punted() {
+        let mut f = forwarder();
+        f.set_local_addresses(&[IpAddr::V4(Ipv4Addr::new(10, 10, 2, 2))])
+            .unwrap();
+        let original = synth::udp_frame(LAN_HOST, LAN_PORT_MAC, V4_SRC, V4_DST, 64, 80);
+        let mut p = packet(&original);
+        assert_eq!(f.process(&mut p, 0, 0), Verdict::Punt(PuntReason::Local));
+        assert_eq!(p.data(), &original[..], "untouched for the control thread");
+        assert!(f.set_local_addresses(&[V4_DST; 9]).is_err());
     }
 
     #[test]

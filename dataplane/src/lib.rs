@@ -16,6 +16,8 @@ pub mod buf;
 pub mod dpdk;
 pub mod forward;
 pub mod icmp_error;
+pub mod local;
+pub mod neighbor;
 pub mod punt;
 pub mod ringbed;
 pub mod stats;

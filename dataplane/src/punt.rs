@@ -18,6 +18,8 @@ pub enum PuntReason {
     /// thread queues it, starts a handshake, and injects it back for
     /// encryption once the keys are in place.
     WgNeedsSession { peer: u32 },
+    /// Addressed to one of the node's own addresses (ICMP echo, ...).
+    Local,
 }
 
 /// A packet on its way to the control thread.

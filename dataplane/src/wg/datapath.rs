@@ -158,6 +158,7 @@ pub struct WgDataPath<'a> {
     activity: &'a [PeerActivity],
     commands: &'a ArrayQueue<WgCommand>,
     fallback: Forwarder,
+    drop_unknown: bool,
     rekey_after_ticks: u64,
     reject_after_ticks: u64,
 }
@@ -188,7 +189,16 @@ impl<'a> WgDataPath<'a> {
             activity,
             commands,
             fallback,
+            drop_unknown: false,
         }
+    }
+
+    /// LAN traffic to destinations no peer covers (and not to the node
+    /// itself) is dropped and counted as `no_route` instead of following
+    /// the plain forwarder to the WAN next hop.
+    pub fn drop_unknown_destinations(mut self, drop: bool) -> Self {
+        self.drop_unknown = drop;
+        self
     }
 
     fn apply(&mut self, command: WgCommand) {
@@ -278,7 +288,12 @@ impl<'a> WgDataPath<'a> {
             };
             (l2_len, dst)
         };
-        let peer = *self.routes.lookup(dst)?;
+        let Some(&peer) = self.routes.lookup(dst) else {
+            // Not for a peer: the node itself (the fallback punts it), or
+            // an unknown destination.
+            return (self.drop_unknown && !self.fallback.is_local(dst))
+                .then_some(Verdict::Drop(DropReason::NoRoute));
+        };
         if packet.len() - l2_len > usize::from(self.config.tunnel_mtu) {
             return Some(self.too_big(packet, l2_len));
         }
@@ -801,6 +816,28 @@ mod tests {
         // Exactly the tunnel MTU still goes through.
         let mut p = lan_packet(BEHIND_PEER, 14 + 1420);
         assert_eq!(dp.process(&mut p, LAN, 12), Verdict::Forward(WAN));
+    }
+
+    #[test]
+    fn unknown_destinations_can_be_dropped_but_the_node_still_answers() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath().drop_unknown_destinations(true);
+        let mut p = lan_packet(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)), 80);
+        assert_eq!(
+            dp.process(&mut p, LAN, 1),
+            Verdict::Drop(DropReason::NoRoute)
+        );
+        let mut fallback = Forwarder::new();
+        fallback
+            .set_local_addresses(&[IpAddr::V4(Ipv4Addr::new(10, 10, 1, 1))])
+            .unwrap();
+        let mut dp = WgDataPath {
+            fallback,
+            ..rig.datapath()
+        }
+        .drop_unknown_destinations(true);
+        let mut p = lan_packet(IpAddr::V4(Ipv4Addr::new(10, 10, 1, 1)), 80);
+        assert_eq!(dp.process(&mut p, LAN, 1), Verdict::Punt(PuntReason::Local));
     }
 
     #[test]

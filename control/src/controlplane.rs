@@ -1,0 +1,84 @@
+//! The control thread's packet side: it drains every worker's punt ring and
+//! hands each packet to what handles its kind — the WireGuard driver for
+//! handshakes and packets waiting for a session, the local responder for
+//! traffic addressed to the node — and then lets the drivers run their
+//! timers.
+
+use crate::wgdriver::WgDriver;
+use patronus_dataplane::local;
+use patronus_dataplane::punt::{InjectAction, Injected, PuntReason, WorkerRings};
+
+/// Punted packets handled per poll, so one poll stays short.
+const PUNTS_PER_POLL: usize = 512;
+
+/// What the control thread counts of the packets it handles.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ControlStats {
+    pub echo_replies: u64,
+    /// Packets for the node that it does not answer (no services on the
+    /// data ports).
+    pub local_dropped: u64,
+    /// Packets whose handler is not configured (WireGuard packets without
+    /// a `[wireguard]` section cannot happen; counted defensively).
+    pub unhandled: u64,
+}
+
+pub struct ControlPlane<'a> {
+    rings: &'a [WorkerRings],
+    pub wg: Option<WgDriver<'a>>,
+    pub stats: ControlStats,
+}
+
+impl<'a> ControlPlane<'a> {
+    pub fn new(rings: &'a [WorkerRings], wg: Option<WgDriver<'a>>) -> Self {
+        ControlPlane {
+            rings,
+            wg,
+            stats: ControlStats::default(),
+        }
+    }
+
+    /// One round: punted packets, then the drivers' timers.
+    pub fn poll(&mut self) {
+        // wireguard-go's heuristic: under load when the punt rings are an
+        // eighth full.
+        let queued: usize = self.rings.iter().map(|r| r.punt.len()).sum();
+        let capacity: usize = self.rings.iter().map(|r| r.punt.capacity()).sum();
+        let under_load = queued >= capacity / 8;
+        let mut handled = 0;
+        'rings: for (worker, rings) in self.rings.iter().enumerate() {
+            while let Some(punted) = rings.punt.pop() {
+                match punted.reason {
+                    PuntReason::Local => {
+                        let mut mbuf = punted.mbuf;
+                        if local::answer_echo(&mut mbuf) {
+                            self.stats.echo_replies += 1;
+                            let reply = Injected {
+                                port: punted.port,
+                                action: InjectAction::Transmit,
+                                mbuf,
+                            };
+                            // A full inject ring drops the reply with it.
+                            let _ = self.rings[worker].inject.push(reply);
+                        } else {
+                            self.stats.local_dropped += 1;
+                        }
+                    }
+                    PuntReason::WgHandshake | PuntReason::WgNeedsSession { .. } => {
+                        match &mut self.wg {
+                            Some(wg) => wg.handle_punt(punted, under_load),
+                            None => self.stats.unhandled += 1,
+                        }
+                    }
+                }
+                handled += 1;
+                if handled == PUNTS_PER_POLL {
+                    break 'rings;
+                }
+            }
+        }
+        if let Some(wg) = &mut self.wg {
+            wg.poll();
+        }
+    }
+}
