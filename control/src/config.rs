@@ -172,7 +172,10 @@ pub struct PortSection {
     /// A PCI address (`0000:3b:00.0`) or a vdev string (`net_af_packet0,iface=eth1`).
     pub device: Spanned<String>,
     /// The destination MAC of frames sent out of this port.
-    pub next_hop_mac: Spanned<String>,
+    pub next_hop_mac: Option<Spanned<String>>,
+    /// The router beyond this port, resolved by ARP/ND (used when
+    /// `next_hop_mac` is not set).
+    pub gateway: Option<Spanned<String>>,
     pub mtu: Option<Spanned<u16>>,
     /// The node's own addresses on this port (`10.10.1.1/24`, `fd00::1/64`):
     /// the source of the ICMP errors the node sends there.
@@ -219,7 +222,11 @@ pub struct PortConfig {
     pub device: DeviceKind,
     /// The device string as written (`Port::find` takes it).
     pub device_string: String,
-    pub next_hop_mac: ethernet::Address,
+    /// A fixed destination MAC for frames out of this port; None resolves
+    /// next hops by ARP/ND.
+    pub next_hop_mac: Option<ethernet::Address>,
+    /// The router beyond this port for off-link destinations.
+    pub gateway: Option<std::net::IpAddr>,
     pub mtu: Option<u16>,
     /// Our addresses on the port, with their prefix lengths.
     pub addresses: Vec<(std::net::IpAddr, u8)>,
@@ -585,26 +592,49 @@ impl Validator<'_> {
                 format!("device {} is used by another port", dev_name(&device)),
             );
         }
-        let next_hop_mac = match p.next_hop_mac.get_ref().trim().parse::<ethernet::Address>() {
-            Ok(mac) if mac.is_unicast() => mac,
-            Ok(_) => {
-                return self.err(
-                    format!("port[{i}].next_hop_mac"),
-                    Some(p.next_hop_mac.span()),
-                    "must be a unicast MAC address",
-                )
-            }
-            Err(_) => {
-                return self.err(
-                    format!("port[{i}].next_hop_mac"),
-                    Some(p.next_hop_mac.span()),
-                    format!(
-                        "{:?} is not a MAC address like 02:00:00:00:00:01",
-                        p.next_hop_mac.get_ref()
-                    ),
-                )
-            }
+        let next_hop_mac = match &p.next_hop_mac {
+            None => None,
+            Some(text) => match text.get_ref().trim().parse::<ethernet::Address>() {
+                Ok(mac) if mac.is_unicast() => Some(mac),
+                Ok(_) => {
+                    return self.err(
+                        format!("port[{i}].next_hop_mac"),
+                        Some(text.span()),
+                        "must be a unicast MAC address",
+                    )
+                }
+                Err(_) => {
+                    return self.err(
+                        format!("port[{i}].next_hop_mac"),
+                        Some(text.span()),
+                        format!(
+                            "{:?} is not a MAC address like 02:00:00:00:00:01",
+                            text.get_ref()
+                        ),
+                    )
+                }
+            },
         };
+        let gateway = match &p.gateway {
+            None => None,
+            Some(text) => match text.get_ref().trim().parse::<std::net::IpAddr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    return self.err(
+                        format!("port[{i}].gateway"),
+                        Some(text.span()),
+                        format!("{:?} is not an IP address", text.get_ref()),
+                    )
+                }
+            },
+        };
+        if next_hop_mac.is_none() && p.addresses.get_ref().is_empty() {
+            return self.err(
+                format!("port[{i}].next_hop_mac"),
+                Some(p.name.span()),
+                "is needed, or `addresses` (and for off-link traffic `gateway`) so the node can resolve next hops by ARP/ND",
+            );
+        }
         if let Some(mtu) = &p.mtu {
             if *mtu.get_ref() < 68 {
                 return self.err(
@@ -646,6 +676,7 @@ impl Validator<'_> {
             device,
             device_string,
             next_hop_mac,
+            gateway,
             mtu: p.mtu.as_ref().map(|m| *m.get_ref()),
             rx_descriptors: p.rx_descriptors,
             tx_descriptors: p.tx_descriptors,
@@ -747,7 +778,7 @@ mtu = 1500
         );
         assert_eq!(c.ports[1].device, DeviceKind::Pci("0000:3b:00.1".into()));
         assert_eq!(
-            c.ports[1].next_hop_mac,
+            c.ports[1].next_hop_mac.unwrap(),
             ethernet::Address([2, 0, 0, 0, 2, 2])
         );
     }
@@ -773,6 +804,25 @@ mtu = 1500
         let e = error(&GOOD.replace("02:00:00:00:02:02", "02:00:00:02:02"));
         assert_eq!(e.field, "port[1].next_hop_mac");
         assert_eq!(e.line, Some(22));
+    }
+
+    #[test]
+    fn without_a_next_hop_mac_a_port_needs_addresses_to_resolve() {
+        let e = error(&GOOD.replace("next_hop_mac = \"02:00:00:00:02:02\"\n", ""));
+        assert_eq!(e.field, "port[1].next_hop_mac");
+        assert!(e.message.contains("ARP"), "{e}");
+        let c = parse(&GOOD.replace(
+            "next_hop_mac = \"02:00:00:00:02:02\"\n",
+            "addresses = [\"10.10.2.1/24\"]\ngateway = \"10.10.2.254\"\n",
+        ))
+        .unwrap();
+        assert_eq!(c.ports[1].next_hop_mac, None);
+        assert_eq!(c.ports[1].gateway, Some("10.10.2.254".parse().unwrap()));
+        let e = error(&GOOD.replace(
+            "next_hop_mac = \"02:00:00:00:02:02\"\n",
+            "addresses = [\"10.10.2.1/24\"]\ngateway = \"router\"\n",
+        ));
+        assert_eq!(e.field, "port[1].gateway");
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The control thread's packet side: it drains every worker's punt ring and
 //! hands each packet to what handles its kind — the WireGuard driver for
-//! handshakes and packets waiting for a session, the local responder for
-//! traffic addressed to the node — and then lets the drivers run their
-//! timers.
+//! handshakes and packets waiting for a session, the neighbour driver for
+//! ARP/ND and frames waiting for a next hop, the local responder for traffic
+//! addressed to the node — and then lets the drivers run their timers.
 
+use crate::neighbors::NeighborDriver;
 use crate::wgdriver::WgDriver;
 use patronus_dataplane::local;
 use patronus_dataplane::punt::{InjectAction, Injected, PuntReason, WorkerRings};
@@ -26,14 +27,20 @@ pub struct ControlStats {
 pub struct ControlPlane<'a> {
     rings: &'a [WorkerRings],
     pub wg: Option<WgDriver<'a>>,
+    pub neighbors: NeighborDriver<'a>,
     pub stats: ControlStats,
 }
 
 impl<'a> ControlPlane<'a> {
-    pub fn new(rings: &'a [WorkerRings], wg: Option<WgDriver<'a>>) -> Self {
+    pub fn new(
+        rings: &'a [WorkerRings],
+        wg: Option<WgDriver<'a>>,
+        neighbors: NeighborDriver<'a>,
+    ) -> Self {
         ControlPlane {
             rings,
             wg,
+            neighbors,
             stats: ControlStats::default(),
         }
     }
@@ -64,6 +71,9 @@ impl<'a> ControlPlane<'a> {
                             self.stats.local_dropped += 1;
                         }
                     }
+                    PuntReason::Neighbor | PuntReason::NeedsNextHop { .. } => {
+                        self.neighbors.handle_punt(punted)
+                    }
                     PuntReason::WgHandshake | PuntReason::WgNeedsSession { .. } => {
                         match &mut self.wg {
                             Some(wg) => wg.handle_punt(punted, under_load),
@@ -79,6 +89,10 @@ impl<'a> ControlPlane<'a> {
         }
         if let Some(wg) = &mut self.wg {
             wg.poll();
+            for (port, hop, frame) in wg.take_unresolved() {
+                self.neighbors.send_when_resolved(port, hop, frame);
+            }
         }
+        self.neighbors.poll();
     }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod config;
 mod controlplane;
+mod neighbors;
 mod run;
 mod wgconfig;
 mod wgdriver;

@@ -6,10 +6,12 @@
 
 use crate::config::{Config, DeviceKind, PortRole};
 use crate::controlplane::ControlPlane;
+use crate::neighbors::{NeighborDriver, PortNeighbors};
 use crate::wgconfig::WireguardConfig;
 use crate::wgdriver::{self, WgDriver, WgShared};
 use patronus_dataplane::dpdk::{self, DpdkError, Eal, EalMemory, Mempool, Port, PortConfig};
 use patronus_dataplane::forward::{ForwardEntry, Forwarder};
+use patronus_dataplane::nexthop::{NeighborTables, NextHop, Resolver};
 use patronus_dataplane::punt::WorkerRings;
 use patronus_dataplane::stats::{DropReason, WorkerCounters, WorkerSnapshot};
 use patronus_dataplane::wg::datapath::{DataPathConfig, WgDataPath};
@@ -120,7 +122,8 @@ pub fn run(config: &Config) -> Result<(), RunError> {
         );
         ports.push(port);
     }
-    let forwarder = build_forwarder(config, &ports)?;
+    let neighbor_tables = NeighborTables::new(ports.len());
+    let forwarder = build_forwarder(config, &ports, &neighbor_tables)?;
 
     // The punt/inject rings of every worker, and WireGuard's command rings
     // and per-peer activity. Declared after the pool and ports, so the
@@ -147,12 +150,29 @@ pub fn run(config: &Config) -> Result<(), RunError> {
     let ready = AtomicUsize::new(0);
     let failure: Mutex<Option<RunError>> = Mutex::new(None);
     let wg_driver = match (&config.wireguard, &wg_shared, &wg_datapath) {
-        (Some(wg), Some(shared), Some(dp)) => {
-            Some(WgDriver::new(wg, dp.clone(), shared, &rings, &pool))
-        }
+        (Some(wg), Some(shared), Some(dp)) => Some(WgDriver::new(
+            wg,
+            dp.clone(),
+            shared,
+            &rings,
+            &pool,
+            forwarder
+                .resolver()
+                .expect("the daemon's forwarder resolves next hops")
+                .clone(),
+        )),
         _ => None,
     };
-    let mut control = ControlPlane::new(&rings, wg_driver);
+    let mut neighbor_ports = Vec::with_capacity(ports.len());
+    for (port, p) in ports.iter().zip(&config.ports) {
+        neighbor_ports.push(PortNeighbors {
+            mac: Address(port.mac_addr()?),
+            addresses: p.addresses.clone(),
+        });
+    }
+    let neighbors =
+        NeighborDriver::new(neighbor_ports, Arc::clone(&neighbor_tables), &rings, &pool);
+    let mut control = ControlPlane::new(&rings, wg_driver, neighbors);
 
     let polling_since = Instant::now();
     std::thread::scope(|scope| {
@@ -209,9 +229,10 @@ pub fn run(config: &Config) -> Result<(), RunError> {
         }
     }
     let stats = control.stats;
+    let n = control.neighbors.stats;
     println!(
-        "  control thread: {} echo replies, {} packets for the node dropped",
-        stats.echo_replies, stats.local_dropped
+        "  control thread: {} echo replies, {} packets for the node dropped; ARP/ND: {} replies, {} probes, {} resolved, {} failed, {} frames dropped waiting",
+        stats.echo_replies, stats.local_dropped, n.replies_sent, n.probes_sent, n.resolved, n.failed, n.frames_dropped
     );
     // Free what the control side and the rings still hold before checking
     // for leaks.
@@ -312,9 +333,13 @@ fn datapath_config(
         lan_port: lan as u8,
         wan_port: wan as u8,
         lan_src_mac: Address(ports[lan].mac_addr()?),
-        lan_dst_mac: config.ports[lan].next_hop_mac,
+        lan_dst_mac: config.ports[lan]
+            .next_hop_mac
+            .unwrap_or(Address::UNSPECIFIED),
         wan_src_mac: Address(ports[wan].mac_addr()?),
-        wan_dst_mac: config.ports[wan].next_hop_mac,
+        wan_dst_mac: config.ports[wan]
+            .next_hop_mac
+            .unwrap_or(Address::UNSPECIFIED),
         local_ip: wg.address,
         listen_port: wg.listen_port,
         index_mask: WgDriver::random_index_mask(),
@@ -340,7 +365,11 @@ fn datapath_config(
 }
 
 /// LAN traffic leaves by the WAN port and WAN traffic by the LAN port.
-fn build_forwarder(config: &Config, ports: &[Port]) -> Result<Forwarder, RunError> {
+fn build_forwarder(
+    config: &Config,
+    ports: &[Port],
+    tables: &Arc<NeighborTables>,
+) -> Result<Forwarder, RunError> {
     let index = |role| {
         config
             .ports
@@ -354,7 +383,9 @@ fn build_forwarder(config: &Config, ports: &[Port]) -> Result<Forwarder, RunErro
         let entry = ForwardEntry {
             out_port: to as u8,
             src_mac: Address(ports[to].mac_addr()?),
-            dst_mac: config.ports[to].next_hop_mac,
+            dst_mac: config.ports[to]
+                .next_hop_mac
+                .unwrap_or(Address::UNSPECIFIED),
         };
         forwarder
             .set(from as u8, entry)
@@ -378,6 +409,19 @@ fn build_forwarder(config: &Config, ports: &[Port]) -> Result<Forwarder, RunErro
             core: config.control_core,
             why,
         })?;
+    // Next hops: a configured MAC, or ARP/ND over the port's subnets.
+    let rules = config
+        .ports
+        .iter()
+        .map(|p| match p.next_hop_mac {
+            Some(mac) => NextHop::Static(mac),
+            None => NextHop::Resolved {
+                subnets: p.addresses.clone(),
+                gateway: p.gateway,
+            },
+        })
+        .collect();
+    forwarder.set_resolver(Resolver::new(Arc::clone(tables), rules));
     Ok(forwarder)
 }
 

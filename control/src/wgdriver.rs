@@ -9,6 +9,7 @@ use crate::wgconfig::WireguardConfig;
 use crossbeam_queue::ArrayQueue;
 use patronus_dataplane::buf::PacketBuf;
 use patronus_dataplane::dpdk::{tsc, Mbuf, Mempool};
+use patronus_dataplane::nexthop::Resolver;
 use patronus_dataplane::punt::{InjectAction, Injected, PuntReason, Punted, WorkerRings};
 use patronus_dataplane::wg::allowed_ips::AllowedIps;
 use patronus_dataplane::wg::datapath::{
@@ -69,6 +70,11 @@ struct Seen {
 
 pub struct WgDriver<'a> {
     device: Device,
+    /// The workers' next-hop rules and tables, for our own handshake frames.
+    resolver: Resolver,
+    /// Handshake frames whose next hop is not resolved yet:
+    /// (port, next hop, frame), for the neighbour driver.
+    unresolved: Vec<(u8, std::net::IpAddr, Mbuf)>,
     shared: &'a WgShared,
     rings: &'a [WorkerRings],
     pool: &'a Mempool,
@@ -90,6 +96,7 @@ impl<'a> WgDriver<'a> {
         shared: &'a WgShared,
         rings: &'a [WorkerRings],
         pool: &'a Mempool,
+        resolver: Resolver,
     ) -> WgDriver<'a> {
         let specs = config
             .peers
@@ -117,6 +124,8 @@ impl<'a> WgDriver<'a> {
         );
         WgDriver {
             device,
+            resolver,
+            unresolved: Vec::new(),
             shared,
             rings,
             pool,
@@ -182,7 +191,7 @@ impl<'a> WgDriver<'a> {
                         .need_session(peer, now, wall, &mut OsRng, &mut self.outputs);
                 }
             }
-            PuntReason::Local => {}
+            _ => {}
         }
     }
 
@@ -337,10 +346,25 @@ impl<'a> WgDriver<'a> {
             return;
         };
         body.copy_from_slice(message);
-        if push_outer_headers(&mut m, &self.datapath, to).is_ok() {
-            self.handshake_messages_sent += 1;
-            self.inject(0, InjectAction::Transmit, m);
+        if push_outer_headers(&mut m, &self.datapath, to).is_err() {
+            return;
         }
+        self.handshake_messages_sent += 1;
+        let wan = self.datapath.wan_port;
+        self.resolver.refresh();
+        match self.resolver.mac_for(wan, std::net::IpAddr::V4(*to.ip())) {
+            Ok(mac) => {
+                ethernet::Frame::new_unchecked(m.data_mut()).set_dst_addr(mac);
+                self.inject(0, InjectAction::Transmit, m);
+            }
+            Err(Some(hop)) => self.unresolved.push((wan, hop, m)),
+            Err(None) => log::warn!("wireguard: no route to {to} on the WAN port"),
+        }
+    }
+
+    /// Handshake frames waiting for their next hop's MAC.
+    pub fn take_unresolved(&mut self) -> Vec<(u8, std::net::IpAddr, Mbuf)> {
+        std::mem::take(&mut self.unresolved)
     }
 
     /// Per-peer lines for the shutdown summary.

@@ -9,8 +9,10 @@
 //! dropped and counted; later issues punt them to the control thread.
 
 use crate::buf::PacketBuf;
+use crate::nexthop::Resolver;
 use crate::punt::PuntReason;
 use crate::stats::{DropReason, MAX_PORTS};
+use crate::wire::ethernet::Address;
 use crate::wire::ethernet::{self, EtherType};
 use crate::wire::{ipv4, ipv6};
 use crate::worker::{Processor, Verdict};
@@ -36,6 +38,8 @@ pub const MAX_LOCAL_ADDRESSES: usize = 8;
 pub struct Forwarder {
     entries: [Option<ForwardEntry>; MAX_PORTS],
     local: [Option<IpAddr>; MAX_LOCAL_ADDRESSES],
+    /// Dynamic next hops (ARP/ND); without it each entry's `dst_mac` is used.
+    resolver: Option<Resolver>,
 }
 
 impl Forwarder {
@@ -73,6 +77,23 @@ impl Forwarder {
         Ok(())
     }
 
+    /// Resolve next-hop MACs through the neighbour tables instead of the
+    /// entries' static `dst_mac`.
+    pub fn set_resolver(&mut self, resolver: Resolver) {
+        self.resolver = Some(resolver);
+    }
+
+    pub fn resolver(&self) -> Option<&Resolver> {
+        self.resolver.as_ref()
+    }
+
+    /// The MAC for `dst` out of `port` by the neighbour tables: None when
+    /// this forwarder has no resolver (the caller uses its static MAC).
+    #[inline]
+    pub fn resolve(&self, port: u8, dst: IpAddr) -> Option<Result<Address, Option<IpAddr>>> {
+        self.resolver.as_ref().map(|r| r.mac_for(port, dst))
+    }
+
     /// Whether `addr` is one of the node's own addresses.
     #[inline]
     pub fn is_local(&self, addr: IpAddr) -> bool {
@@ -87,21 +108,26 @@ impl Processor for Forwarder {
             return Verdict::Drop(DropReason::Malformed);
         };
         let entry = self.entry(in_port).copied();
-        let expired = match frame.payload_ethertype() {
+        let (expired, dst) = match frame.payload_ethertype() {
             EtherType::Ipv4 => match ipv4::Packet::new_checked(frame.payload_mut()) {
                 Ok(ip) if self.is_local(IpAddr::V4(ip.dst_addr())) => {
                     return Verdict::Punt(PuntReason::Local)
                 }
-                Ok(mut ip) => ip.decrement_ttl().is_none(),
+                Ok(mut ip) => (ip.decrement_ttl().is_none(), IpAddr::V4(ip.dst_addr())),
                 Err(_) => return Verdict::Drop(DropReason::Malformed),
             },
             EtherType::Ipv6 => match ipv6::Packet::new_checked(frame.payload_mut()) {
+                Ok(ip) if is_neighbor_discovery(&ip) => return Verdict::Punt(PuntReason::Neighbor),
                 Ok(ip) if self.is_local(IpAddr::V6(ip.dst_addr())) => {
                     return Verdict::Punt(PuntReason::Local)
                 }
-                Ok(mut ip) => ip.decrement_hop_limit().is_none(),
+                Ok(mut ip) => (
+                    ip.decrement_hop_limit().is_none(),
+                    IpAddr::V6(ip.dst_addr()),
+                ),
                 Err(_) => return Verdict::Drop(DropReason::Malformed),
             },
+            EtherType::Arp => return Verdict::Punt(PuntReason::Neighbor),
             _ => return Verdict::Drop(DropReason::NotIp),
         };
         let Some(entry) = entry else {
@@ -110,10 +136,37 @@ impl Processor for Forwarder {
         if expired {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
-        frame.set_dst_addr(entry.dst_mac);
         frame.set_src_addr(entry.src_mac);
+        match self
+            .resolve(entry.out_port, dst)
+            .unwrap_or(Ok(entry.dst_mac))
+        {
+            Ok(mac) => frame.set_dst_addr(mac),
+            Err(Some(hop)) => {
+                return Verdict::Punt(PuntReason::NeedsNextHop {
+                    port: entry.out_port,
+                    hop,
+                })
+            }
+            Err(None) => return Verdict::Drop(DropReason::NoRoute),
+        }
         Verdict::Forward(entry.out_port)
     }
+
+    #[inline]
+    fn poll(&mut self, _now: u64) {
+        if let Some(r) = &mut self.resolver {
+            r.refresh();
+        }
+    }
+}
+
+/// ICMPv6 router and neighbour discovery (RFC 4861 types 133 to 137), which
+/// the control thread handles.
+#[inline]
+fn is_neighbor_discovery<T: AsRef<[u8]>>(ip: &ipv6::Packet<T>) -> bool {
+    ip.next_header() == crate::wire::IpProtocol::Icmpv6
+        && matches!(ip.payload().first(), Some(133..=137))
 }
 
 #[cfg(test)]
@@ -213,7 +266,68 @@ mod tests {
     }
 
     #[test]
-    fn arp_is_not_forwarded() {
+    fn next_hops_resolve_through_the_neighbour_tables() {
+        use crate::neighbor::NeighborCache;
+        use crate::nexthop::{NeighborTables, NextHop};
+        let tables = NeighborTables::new(2);
+        let rules = vec![
+            NextHop::Static(LAN_HOST),
+            NextHop::Resolved {
+                subnets: vec![(IpAddr::V4(Ipv4Addr::new(10, 10, 2, 1)), 24)],
+                gateway: None,
+            },
+        ];
+        let mut f = forwarder();
+        f.set_resolver(crate::nexthop::Resolver::new(tables.clone(), rules));
+        let mut p = packet(&synth::udp_frame(
+            LAN_HOST,
+            LAN_PORT_MAC,
+            V4_SRC,
+            V4_DST,
+            64,
+            80,
+        ));
+        assert_eq!(
+            f.process(&mut p, 0, 0),
+            Verdict::Punt(PuntReason::NeedsNextHop {
+                port: 1,
+                hop: V4_DST
+            }),
+            "unresolved: the finished frame goes to the control thread"
+        );
+        let resolved = ethernet::Address([2, 0, 0, 0, 2, 9]);
+        let mut cache = NeighborCache::default();
+        cache.learn(V4_DST, resolved, std::time::Duration::ZERO, true);
+        tables.publish(1, cache.snapshot());
+        f.poll(0);
+        let mut p = packet(&synth::udp_frame(
+            LAN_HOST,
+            LAN_PORT_MAC,
+            V4_SRC,
+            V4_DST,
+            64,
+            80,
+        ));
+        assert_eq!(f.process(&mut p, 0, 0), Verdict::Forward(1));
+        assert_eq!(
+            ethernet::Frame::new_checked(p.data()).unwrap().dst_addr(),
+            resolved
+        );
+        // Off-link without a gateway: no route.
+        let far = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        let mut p = packet(&synth::udp_frame(
+            LAN_HOST,
+            LAN_PORT_MAC,
+            V4_SRC,
+            far,
+            64,
+            80,
+        ));
+        assert_eq!(f.process(&mut p, 0, 0), Verdict::Drop(DropReason::NoRoute));
+    }
+
+    #[test]
+    fn arp_goes_to_the_control_thread() {
         let mut p = packet(&synth::arp_request(
             LAN_HOST,
             Ipv4Addr::new(10, 10, 1, 2),
@@ -221,7 +335,7 @@ mod tests {
         ));
         assert_eq!(
             forwarder().process(&mut p, 0, 0),
-            Verdict::Drop(DropReason::NotIp)
+            Verdict::Punt(PuntReason::Neighbor)
         );
     }
 

@@ -18,6 +18,7 @@ pub mod forward;
 pub mod icmp_error;
 pub mod local;
 pub mod neighbor;
+pub mod nexthop;
 pub mod punt;
 pub mod ringbed;
 pub mod stats;

@@ -20,6 +20,12 @@ pub enum PuntReason {
     WgNeedsSession { peer: u32 },
     /// Addressed to one of the node's own addresses (ICMP echo, ...).
     Local,
+    /// ARP, or IPv6 neighbour discovery (ICMPv6 types 133 to 137).
+    Neighbor,
+    /// A finished frame for `port` whose next hop `hop` has no MAC yet: the
+    /// control thread resolves it, fills in the destination MAC and injects
+    /// the frame (or drops it when resolution fails).
+    NeedsNextHop { port: u8, hop: std::net::IpAddr },
 }
 
 /// A packet on its way to the control thread.

@@ -269,7 +269,8 @@ impl<'a> WgDataPath<'a> {
         if push_outer_headers(packet, &self.config, endpoint).is_err() {
             return Verdict::Drop(DropReason::WgEncapFailed);
         }
-        Verdict::Forward(self.config.wan_port)
+        let wan = self.config.wan_port;
+        self.set_next_hop(packet, wan, IpAddr::V4(*endpoint.ip()))
     }
 
     #[inline]
@@ -480,7 +481,42 @@ impl<'a> WgDataPath<'a> {
         frame.set_dst_addr(self.config.lan_dst_mac);
         frame.set_src_addr(self.config.lan_src_mac);
         frame.set_ethertype(ethertype);
-        Verdict::Forward(self.config.lan_port)
+        let Some(inner_dst) = inner_destination(&packet.data()[ethernet::HEADER_LEN..]) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let lan = self.config.lan_port;
+        self.set_next_hop(packet, lan, inner_dst)
+    }
+
+    /// Writes the destination MAC of the finished frame for `dst` out of
+    /// `port`: the neighbour tables' answer when the node resolves next hops,
+    /// otherwise the static MAC already in place. An unresolved next hop
+    /// sends the frame to the control thread, which resolves and sends it.
+    #[inline]
+    fn set_next_hop<B: PacketBuf>(&self, packet: &mut B, port: u8, dst: IpAddr) -> Verdict {
+        match self.fallback.resolve(port, dst) {
+            None => Verdict::Forward(port),
+            Some(Ok(mac)) => {
+                ethernet::Frame::new_unchecked(packet.data_mut()).set_dst_addr(mac);
+                Verdict::Forward(port)
+            }
+            Some(Err(Some(hop))) => Verdict::Punt(PuntReason::NeedsNextHop { port, hop }),
+            Some(Err(None)) => Verdict::Drop(DropReason::NoRoute),
+        }
+    }
+}
+
+/// The destination of the IP packet at the start of `ip`.
+#[inline]
+fn inner_destination(ip: &[u8]) -> Option<IpAddr> {
+    match ip.first()? >> 4 {
+        4 => ipv4::Packet::new_checked(ip)
+            .ok()
+            .map(|p| IpAddr::V4(p.dst_addr())),
+        6 => ipv6::Packet::new_checked(ip)
+            .ok()
+            .map(|p| IpAddr::V6(p.dst_addr())),
+        _ => None,
     }
 }
 
@@ -572,7 +608,8 @@ impl Processor for WgDataPath<'_> {
     }
 
     #[inline]
-    fn poll(&mut self, _now: u64) {
+    fn poll(&mut self, now: u64) {
+        self.fallback.poll(now);
         for _ in 0..16 {
             match self.commands.pop() {
                 Some(command) => self.apply(command),
