@@ -62,8 +62,12 @@ pub enum WgCommand {
     InstallKeypair { peer: u32, keypair: Box<Keypair> },
     /// Forget every keypair of the peer (REJECT_AFTER_TIME × 3, or removal).
     ClearKeys { peer: u32 },
-    /// Where to send the peer's packets.
+    /// Where to send a single-path peer's packets (roaming, or the
+    /// endpoint learned from its handshake).
     SetEndpoint { peer: u32, endpoint: SocketAddrV4 },
+    /// A path failed or recovered (BFD, SLA): flows on a failed path move
+    /// to the others.
+    SetPathUp { peer: u32, path: u8, up: bool },
 }
 
 /// What a worker reports about one peer: written by the owning worker only,
@@ -100,13 +104,92 @@ fn bump(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
+/// One way to reach a peer: out of one of our WAN ports, from our address
+/// there, to one of the peer's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Path {
+    pub port: u8,
+    /// Our WAN port's MAC, the outer source.
+    pub src_mac: Address,
+    /// Our address on that port, the outer source address.
+    pub local_ip: Ipv4Addr,
+    pub endpoint: SocketAddrV4,
+}
+
+/// Most paths one peer may have.
+pub const MAX_PATHS: usize = 8;
+
+#[derive(Debug, Clone, Copy)]
+struct PathState {
+    path: Path,
+    up: bool,
+}
+
 #[derive(Default)]
 struct DataPeer {
     current: Option<Keypair>,
     /// The responder's keypair awaiting its first packet.
     next: Option<Keypair>,
     previous: Option<RecvSession>,
-    endpoint: Option<SocketAddrV4>,
+    /// Set up before the workers start; the control thread changes
+    /// endpoints and up/down state through commands.
+    paths: Vec<PathState>,
+}
+
+impl DataPeer {
+    /// The path for a flow: among the paths that are up, the one with the
+    /// highest rendezvous hash (HRW) of the flow and the path. A flow keeps
+    /// its path while that path is up; when it goes down, only its flows
+    /// move, spread over the others.
+    #[inline]
+    fn path_for(&self, flow: u64) -> Option<&Path> {
+        if let [only] = self.paths.as_slice() {
+            return only.up.then_some(&only.path);
+        }
+        self.paths
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.up)
+            .max_by_key(|(i, _)| mix(flow ^ (*i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+            .map(|(_, p)| &p.path)
+    }
+}
+
+/// A 64-bit finaliser (splitmix64): spreads flow hashes over paths.
+#[inline(always)]
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// A hash of the inner packet's flow (addresses, protocol, ports), the same
+/// for every packet of the flow.
+#[inline]
+fn flow_hash(ip: &[u8]) -> u64 {
+    let (addrs, proto, transport): (&[u8], u8, &[u8]) = match ip.first().map(|b| b >> 4) {
+        Some(4) if ip.len() >= 20 => {
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0;
+            let ports = if fragment {
+                &[][..]
+            } else {
+                ip.get(ihl..ihl + 4).unwrap_or(&[])
+            };
+            (&ip[12..20], ip[9], ports)
+        }
+        Some(6) if ip.len() >= 40 => (&ip[8..40], ip[6], ip.get(40..44).unwrap_or(&[])),
+        _ => return 0,
+    };
+    let mut h = u64::from(proto);
+    for chunk in addrs.chunks(8).chain(std::iter::once(transport)) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        h = mix(h ^ u64::from_le_bytes(word));
+    }
+    h
 }
 
 /// Fixed facts about the node the data path needs.
@@ -159,6 +242,8 @@ pub struct WgDataPath<'a> {
     commands: &'a ArrayQueue<WgCommand>,
     fallback: Forwarder,
     drop_unknown: bool,
+    /// Every address of ours that WireGuard listens on.
+    local_ips: Vec<Ipv4Addr>,
     rekey_after_ticks: u64,
     reject_after_ticks: u64,
 }
@@ -175,11 +260,26 @@ impl<'a> WgDataPath<'a> {
     ) -> Self {
         let peers = (0..activity.len())
             .map(|i| DataPeer {
-                endpoint: endpoints.get(i).copied().flatten(),
+                paths: endpoints
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .map(|endpoint| PathState {
+                        path: Path {
+                            port: config.wan_port,
+                            src_mac: config.wan_src_mac,
+                            local_ip: config.local_ip,
+                            endpoint,
+                        },
+                        up: true,
+                    })
+                    .into_iter()
+                    .collect(),
                 ..DataPeer::default()
             })
             .collect();
         let hz = config.tsc_hz.max(1);
+        let local_ip = config.local_ip;
         WgDataPath {
             rekey_after_ticks: REKEY_AFTER_TIME.as_secs() * hz,
             reject_after_ticks: REJECT_AFTER_TIME.as_secs() * hz,
@@ -188,9 +288,35 @@ impl<'a> WgDataPath<'a> {
             routes,
             activity,
             commands,
+            local_ips: vec![local_ip],
             fallback,
             drop_unknown: false,
         }
+    }
+
+    /// Replaces `peer`'s paths (set-up time; the first is the one roaming
+    /// and handshakes use). At most [`MAX_PATHS`].
+    pub fn set_paths(&mut self, peer: u32, paths: &[Path]) -> Result<(), String> {
+        if paths.len() > MAX_PATHS {
+            return Err(format!(
+                "a peer has at most {MAX_PATHS} paths, got {}",
+                paths.len()
+            ));
+        }
+        let p = self
+            .peers
+            .get_mut(peer as usize)
+            .ok_or_else(|| format!("no peer {peer}"))?;
+        p.paths = paths
+            .iter()
+            .map(|&path| PathState { path, up: true })
+            .collect();
+        for path in paths {
+            if !self.local_ips.contains(&path.local_ip) {
+                self.local_ips.push(path.local_ip);
+            }
+        }
+        Ok(())
     }
 
     /// LAN traffic to destinations no peer covers (and not to the node
@@ -223,8 +349,33 @@ impl<'a> WgDataPath<'a> {
                 }
             }
             WgCommand::SetEndpoint { peer, endpoint } => {
+                let (port, src_mac, local_ip) = (
+                    self.config.wan_port,
+                    self.config.wan_src_mac,
+                    self.config.local_ip,
+                );
                 if let Some(p) = self.peers.get_mut(peer as usize) {
-                    p.endpoint = Some(endpoint);
+                    match p.paths.first_mut() {
+                        Some(first) => first.path.endpoint = endpoint,
+                        None => p.paths.push(PathState {
+                            path: Path {
+                                port,
+                                src_mac,
+                                local_ip,
+                                endpoint,
+                            },
+                            up: true,
+                        }),
+                    }
+                }
+            }
+            WgCommand::SetPathUp { peer, path, up } => {
+                if let Some(state) = self
+                    .peers
+                    .get_mut(peer as usize)
+                    .and_then(|p| p.paths.get_mut(usize::from(path)))
+                {
+                    state.up = up;
                 }
             }
         }
@@ -238,7 +389,7 @@ impl<'a> WgDataPath<'a> {
         let Some(p) = self.peers.get_mut(peer as usize) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
-        let Some(endpoint) = p.endpoint else {
+        let Some(path) = p.path_for(flow_hash(packet.data())).copied() else {
             return Verdict::Drop(DropReason::NoRoute);
         };
         let usable = p.current.as_ref().is_some_and(|k| {
@@ -266,11 +417,17 @@ impl<'a> WgDataPath<'a> {
             activity.last_data_sent.store(now, Relaxed);
         }
         bump(&activity.tx_bytes, inner_len);
-        if push_outer_headers(packet, &self.config, endpoint).is_err() {
+        if push_path_headers(
+            packet,
+            &path,
+            self.config.wan_dst_mac,
+            self.config.listen_port,
+        )
+        .is_err()
+        {
             return Verdict::Drop(DropReason::WgEncapFailed);
         }
-        let wan = self.config.wan_port;
-        self.set_next_hop(packet, wan, IpAddr::V4(*endpoint.ip()))
+        self.set_next_hop(packet, path.port, IpAddr::V4(*path.endpoint.ip()))
     }
 
     #[inline]
@@ -356,7 +513,7 @@ impl<'a> WgDataPath<'a> {
                 return None;
             }
             let ip = ipv4::Packet::new_checked(frame.payload()).ok()?;
-            if ip.dst_addr() != self.config.local_ip
+            if !self.local_ips.contains(&ip.dst_addr())
                 || ip.next_header() != IpProtocol::Udp
                 || ip.is_fragment()
             {
@@ -443,10 +600,14 @@ impl<'a> WgDataPath<'a> {
         };
         let activity = &self.activity[peer as usize];
         activity.last_received.store(now, Relaxed);
-        // Roaming (whitepaper 2.1): the newest authenticated source wins.
-        if p.endpoint != Some(src) {
-            p.endpoint = Some(src);
-            activity.endpoint.store(pack_endpoint(src), Relaxed);
+        // Roaming (whitepaper 2.1): the newest authenticated source wins,
+        // for a peer reached by one path; several configured paths are
+        // fixed (each side sends on all of them).
+        if let [only] = p.paths.as_mut_slice() {
+            if only.path.endpoint != src {
+                only.path.endpoint = src;
+                activity.endpoint.store(pack_endpoint(src), Relaxed);
+            }
         }
         if outcome == Decapsulated::Keepalive {
             return Verdict::Consumed;
@@ -543,6 +704,25 @@ pub fn push_outer_headers<B: PacketBuf>(
     config: &DataPathConfig,
     endpoint: SocketAddrV4,
 ) -> Result<(), BufError> {
+    let path = Path {
+        port: config.wan_port,
+        src_mac: config.wan_src_mac,
+        local_ip: config.local_ip,
+        endpoint,
+    };
+    push_path_headers(packet, &path, config.wan_dst_mac, config.listen_port)
+}
+
+/// [`push_outer_headers`] for one path: from `path.local_ip:listen_port`
+/// and `path.src_mac` to `path.endpoint` via `dst_mac`.
+#[inline]
+pub fn push_path_headers<B: PacketBuf>(
+    packet: &mut B,
+    path: &Path,
+    dst_mac: Address,
+    listen_port: u16,
+) -> Result<(), BufError> {
+    let (config_src_mac, local_ip, endpoint) = (path.src_mac, path.local_ip, path.endpoint);
     let message_len = packet.len();
     let too_long = BufError::NoTailroom {
         wanted: message_len,
@@ -553,8 +733,8 @@ pub fn push_outer_headers<B: PacketBuf>(
     let head = packet.prepend(ethernet::HEADER_LEN + OUTER_IP_UDP_LEN)?;
     let (eth, rest) = head.split_at_mut(ethernet::HEADER_LEN);
     let mut frame = ethernet::Frame::new_unchecked(eth);
-    frame.set_dst_addr(config.wan_dst_mac);
-    frame.set_src_addr(config.wan_src_mac);
+    frame.set_dst_addr(dst_mac);
+    frame.set_src_addr(config_src_mac);
     frame.set_ethertype(EtherType::Ipv4);
     let (ip_bytes, udp_bytes) = rest.split_at_mut(ipv4::HEADER_LEN);
     ip_bytes.copy_from_slice(&[
@@ -562,12 +742,12 @@ pub fn push_outer_headers<B: PacketBuf>(
     ]);
     let mut ip = ipv4::Packet::new_unchecked(ip_bytes);
     ip.set_total_len(ip_len);
-    ip.set_src_addr(config.local_ip);
+    ip.set_src_addr(local_ip);
     ip.set_dst_addr(*endpoint.ip());
     ip.fill_checksum();
     // UDP checksum 0: none, as RFC 768 allows over IPv4 and as the kernel's
     // WireGuard does with checksum offload absent.
-    udp_bytes[0..2].copy_from_slice(&config.listen_port.to_be_bytes());
+    udp_bytes[0..2].copy_from_slice(&listen_port.to_be_bytes());
     udp_bytes[2..4].copy_from_slice(&endpoint.port().to_be_bytes());
     udp_bytes[4..6].copy_from_slice(&udp_len.to_be_bytes());
     udp_bytes[6..8].copy_from_slice(&[0, 0]);
@@ -579,10 +759,9 @@ impl Processor for WgDataPath<'_> {
     fn process<B: PacketBuf>(&mut self, packet: &mut B, in_port: u8, now: u64) -> Verdict {
         let verdict = if in_port == self.config.lan_port {
             self.handle_lan(packet, now)
-        } else if in_port == self.config.wan_port {
-            self.handle_wan(packet, now)
         } else {
-            None
+            // Every other port is a WAN port: tunnels may arrive on any path.
+            self.handle_wan(packet, now)
         };
         verdict.unwrap_or_else(|| self.fallback.process(packet, in_port, now))
     }
@@ -1252,5 +1431,175 @@ mod tests {
         // No poll yet: process_local must apply the command itself.
         let mut p = HeapBuf::from_slice(&inner_ip(LAN_HOST, BEHIND_PEER, 60), 128, 64);
         assert_eq!(dp.process_local(&mut p, 0, 6), Verdict::Forward(WAN));
+    }
+
+    /// Rig's peer with two paths: WAN port 1 and a second WAN port 2.
+    fn two_paths(dp: &mut WgDataPath<'_>) -> [Path; 2] {
+        let paths = [
+            Path {
+                port: WAN,
+                src_mac: WAN_PORT_MAC,
+                local_ip: Ipv4Addr::new(10, 10, 2, 1),
+                endpoint: PEER_ENDPOINT,
+            },
+            Path {
+                port: 2,
+                src_mac: Address([2, 0, 0, 0, 3, 1]),
+                local_ip: Ipv4Addr::new(10, 10, 3, 1),
+                endpoint: SocketAddrV4::new(Ipv4Addr::new(10, 10, 3, 2), 51820),
+            },
+        ];
+        dp.set_paths(0, &paths).unwrap();
+        paths
+    }
+
+    fn flow_packet(sport: u16) -> HeapBuf {
+        let mut frame =
+            synth::udp_frame(LAN_HOST_MAC, LAN_PORT_MAC, LAN_HOST, BEHIND_PEER, 64, 100);
+        frame[34..36].copy_from_slice(&sport.to_be_bytes());
+        HeapBuf::from_slice(&frame, 128, 64)
+    }
+
+    fn path_taken(dp: &mut WgDataPath<'_>, sport: u16) -> u8 {
+        let mut p = flow_packet(sport);
+        match dp.process(&mut p, LAN, 11) {
+            Verdict::Forward(port) => {
+                let f = ethernet::Frame::new_checked(p.data()).unwrap();
+                let ip = ipv4::Packet::new_checked(f.payload()).unwrap();
+                let expected_src = if port == WAN {
+                    Ipv4Addr::new(10, 10, 2, 1)
+                } else {
+                    Ipv4Addr::new(10, 10, 3, 1)
+                };
+                assert_eq!(
+                    ip.src_addr(),
+                    expected_src,
+                    "outer source is the path's address"
+                );
+                port
+            }
+            v => panic!("unexpected {v:?}"),
+        }
+    }
+
+    #[test]
+    fn flows_spread_over_paths_and_keep_their_path() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        install(&mut dp, &rig, true, 10);
+        two_paths(&mut dp);
+        let first: Vec<u8> = (0..200).map(|f| path_taken(&mut dp, 1000 + f)).collect();
+        let on_second = first.iter().filter(|&&p| p == 2).count();
+        assert!(
+            (60..=140).contains(&on_second),
+            "both paths carry flows: {on_second} of 200 on the second"
+        );
+        let again: Vec<u8> = (0..200).map(|f| path_taken(&mut dp, 1000 + f)).collect();
+        assert_eq!(first, again, "every flow keeps its path");
+    }
+
+    #[test]
+    fn a_failed_path_moves_only_its_own_flows() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        install(&mut dp, &rig, true, 10);
+        two_paths(&mut dp);
+        let before: Vec<u8> = (0..200).map(|f| path_taken(&mut dp, 1000 + f)).collect();
+        rig.commands
+            .push(WgCommand::SetPathUp {
+                peer: 0,
+                path: 0,
+                up: false,
+            })
+            .ok()
+            .unwrap();
+        dp.poll(11);
+        let after: Vec<u8> = (0..200).map(|f| path_taken(&mut dp, 1000 + f)).collect();
+        assert!(
+            after.iter().all(|&p| p == 2),
+            "everything moved to the surviving path"
+        );
+        for (b, a) in before.iter().zip(&after) {
+            if *b == 2 {
+                assert_eq!(*a, 2, "flows already on the surviving path stay");
+            }
+        }
+        rig.commands
+            .push(WgCommand::SetPathUp {
+                peer: 0,
+                path: 0,
+                up: true,
+            })
+            .ok()
+            .unwrap();
+        dp.poll(12);
+        let restored: Vec<u8> = (0..200).map(|f| path_taken(&mut dp, 1000 + f)).collect();
+        assert_eq!(
+            restored, before,
+            "recovery brings the original assignment back"
+        );
+        rig.commands
+            .push(WgCommand::SetPathUp {
+                peer: 0,
+                path: 0,
+                up: false,
+            })
+            .ok()
+            .unwrap();
+        rig.commands
+            .push(WgCommand::SetPathUp {
+                peer: 0,
+                path: 1,
+                up: false,
+            })
+            .ok()
+            .unwrap();
+        dp.poll(13);
+        let mut p = flow_packet(5);
+        assert_eq!(
+            dp.process(&mut p, LAN, 14),
+            Verdict::Drop(DropReason::NoRoute)
+        );
+    }
+
+    #[test]
+    fn traffic_arriving_on_any_path_is_accepted_and_does_not_roam() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        install(&mut dp, &rig, true, 10);
+        let paths = two_paths(&mut dp);
+        let mut peer_send = SendSession::new(&PEER_KEY, our_index(), 0);
+        let inner = inner_ip(BEHIND_PEER, LAN_HOST, 120);
+        // From the second endpoint to our second address.
+        let mut buf = HeapBuf::from_slice(&inner, 128, 64);
+        transport::encapsulate(&mut buf, &mut peer_send).unwrap();
+        let from_second = Path {
+            port: 2,
+            src_mac: GATEWAY_MAC,
+            local_ip: *paths[1].endpoint.ip(),
+            endpoint: SocketAddrV4::new(paths[1].local_ip, 51820),
+        };
+        push_path_headers(&mut buf, &from_second, WAN_PORT_MAC, 51820).unwrap();
+        assert_eq!(dp.process(&mut buf, 2, 12), Verdict::Forward(LAN));
+        assert_eq!(
+            rig.activity[0].endpoint.load(Relaxed),
+            0,
+            "configured paths do not roam"
+        );
+        assert_eq!(path_taken(&mut dp, 1000), path_taken(&mut dp, 1000));
+    }
+
+    #[test]
+    fn flow_hashes_depend_on_the_flow_only() {
+        let a = inner_ip(LAN_HOST, BEHIND_PEER, 100);
+        let mut b = inner_ip(LAN_HOST, BEHIND_PEER, 300);
+        assert_eq!(
+            flow_hash(&a),
+            flow_hash(&b),
+            "length and payload do not matter"
+        );
+        b[21] ^= 1; // source port
+        assert_ne!(flow_hash(&a), flow_hash(&b));
+        assert_eq!(flow_hash(&[]), 0);
     }
 }
