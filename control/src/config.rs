@@ -461,11 +461,11 @@ impl Validator<'_> {
         }
         let lan = ports.iter().filter(|p| p.role == PortRole::Lan).count();
         let wan = ports.iter().filter(|p| p.role == PortRole::Wan).count();
-        if lan != 1 || wan != 1 {
+        if lan != 1 || wan == 0 {
             return self.err(
                 "port",
                 None,
-                format!("exactly one port with role = \"lan\" and one with role = \"wan\" are needed, found {lan} lan and {wan} wan"),
+                format!("exactly one port with role = \"lan\" and at least one with role = \"wan\" are needed, found {lan} lan and {wan} wan"),
             );
         }
 
@@ -518,7 +518,7 @@ impl Validator<'_> {
             .unwrap_or(1500);
         let wireguard = match &raw.wireguard {
             None => None,
-            Some(section) => Some(section.validate(wan_mtu).map_err(|e| ConfigError {
+            Some(section) => Some(section.validate(wan_mtu, &ports).map_err(|e| ConfigError {
                 file: e.file.clone().unwrap_or_else(|| self.path.into()),
                 line: e.line.or_else(|| {
                     e.span
@@ -885,6 +885,39 @@ mtu = 1500
     fn exactly_one_lan_and_one_wan_port_are_needed() {
         let e = error(&GOOD.replace("role = \"wan\"", "role = \"lan\""));
         assert!(e.message.contains("found 2 lan and 0 wan"), "{e}");
+    }
+
+    #[test]
+    fn a_peer_may_have_paths_over_several_wan_ports() {
+        use std::os::unix::fs::PermissionsExt;
+        let key = std::env::temp_dir().join(format!("patronus-paths-{}.key", std::process::id()));
+        std::fs::write(&key, "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = format!(
+            "{GOOD}\n[[port]]\nname = \"wan2\"\nrole = \"wan\"\ndevice = \"net_null9\"\naddresses = [\"10.10.3.1/24\"]\n\n\
+             [wireguard]\nprivate_key_file = \"{}\"\naddress = \"10.10.2.1\"\n\n\
+             [[wireguard.peer]]\npublic_key = \"xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\"\nallowed_ips = [\"10.99.0.0/24\"]\n\
+             endpoint = \"192.0.2.7:51820\"\npaths = [{{ port = \"wan2\", endpoint = \"198.51.100.7:51820\" }}]\n",
+            key.display()
+        );
+        let c = parse(&text).unwrap();
+        let paths = &c.wireguard.as_ref().unwrap().peers[0].paths;
+        assert_eq!(paths.len(), 2);
+        assert_eq!((paths[0].port, paths[0].local_ip), (1, "10.10.2.1".parse().unwrap()), "endpoint: first WAN port, wireguard.address");
+        assert_eq!((paths[1].port, paths[1].local_ip), (2, "10.10.3.1".parse().unwrap()), "wan2, its own address");
+        let e = error(&text.replace("port = \"wan2\"", "port = \"lan\""));
+        assert!(e.message.contains("not one of our WAN ports"), "{e}");
+        let _ = std::fs::remove_file(&key);
+    }
+
+    #[test]
+    fn several_wan_ports_are_allowed() {
+        let extra = "\n[[port]]\nname = \"wan2\"\nrole = \"wan\"\ndevice = \"net_null9\"\naddresses = [\"10.10.3.1/24\"]\n";
+        let c = parse(&format!("{GOOD}{extra}")).unwrap();
+        assert_eq!(
+            c.ports.iter().filter(|p| p.role == PortRole::Wan).count(),
+            2
+        );
     }
 
     #[test]

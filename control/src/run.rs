@@ -14,7 +14,7 @@ use patronus_dataplane::forward::{ForwardEntry, Forwarder};
 use patronus_dataplane::nexthop::{NeighborTables, NextHop, Resolver};
 use patronus_dataplane::punt::WorkerRings;
 use patronus_dataplane::stats::{DropReason, WorkerCounters, WorkerSnapshot};
-use patronus_dataplane::wg::datapath::{DataPathConfig, WgDataPath};
+use patronus_dataplane::wg::datapath::{DataPathConfig, Path, WgDataPath};
 use patronus_dataplane::wire::ethernet::Address;
 use patronus_dataplane::worker::{Polling, PortQueues, Processor, Worker};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -137,6 +137,10 @@ pub fn run(config: &Config) -> Result<(), RunError> {
         .wireguard
         .as_ref()
         .map(|wg| WgShared::new(wg.peers.len(), config.worker_cores.len()));
+    let wg_paths = match &config.wireguard {
+        Some(wg) => peer_paths(wg, &ports)?,
+        None => Vec::new(),
+    };
     let wg_datapath = match (&config.wireguard, &wg_shared) {
         (Some(wg), Some(_)) => Some(datapath_config(config, wg, &ports)?),
         _ => None,
@@ -160,6 +164,7 @@ pub fn run(config: &Config) -> Result<(), RunError> {
                 .resolver()
                 .expect("the daemon's forwarder resolves next hops")
                 .clone(),
+            wg_paths.iter().flatten().copied().collect(),
         )),
         _ => None,
     };
@@ -209,8 +214,15 @@ pub fn run(config: &Config) -> Result<(), RunError> {
                         &shared.commands[w],
                         forwarder.clone(),
                     );
-                    let processor =
+                    let mut processor =
                         processor.drop_unknown_destinations(config.drop_unknown_destinations);
+                    for (peer, paths) in wg_paths.iter().enumerate() {
+                        if !paths.is_empty() {
+                            processor
+                                .set_paths(peer as u32, paths)
+                                .expect("validated: at most MAX_PATHS paths");
+                        }
+                    }
                     spawn_worker(scope, ctx, queues, processor, &rings);
                 }
                 _ => spawn_worker(scope, ctx, queues, forwarder.clone(), &rings),
@@ -364,7 +376,25 @@ fn datapath_config(
     })
 }
 
-/// LAN traffic leaves by the WAN port and WAN traffic by the LAN port.
+/// Every peer's paths as the data path wants them.
+fn peer_paths(wg: &WireguardConfig, ports: &[Port]) -> Result<Vec<Vec<Path>>, RunError> {
+    let mut all = Vec::with_capacity(wg.peers.len());
+    for peer in &wg.peers {
+        let mut paths = Vec::with_capacity(peer.paths.len());
+        for p in &peer.paths {
+            paths.push(Path {
+                port: p.port as u8,
+                src_mac: Address(ports[p.port].mac_addr()?),
+                local_ip: p.local_ip,
+                endpoint: p.endpoint,
+            });
+        }
+        all.push(paths);
+    }
+    Ok(all)
+}
+
+/// LAN traffic leaves by the first WAN port and WAN traffic by the LAN port.
 fn build_forwarder(
     config: &Config,
     ports: &[Port],
@@ -379,7 +409,14 @@ fn build_forwarder(
     };
     let (lan, wan) = (index(PortRole::Lan), index(PortRole::Wan));
     let mut forwarder = Forwarder::new();
-    for (from, to) in [(lan, wan), (wan, lan)] {
+    // LAN traffic leaves by the first WAN port; every WAN port's by the LAN.
+    let wans = config
+        .ports
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.role == PortRole::Wan)
+        .map(|(i, _)| i);
+    for (from, to) in std::iter::once((lan, wan)).chain(wans.map(|w| (w, lan))) {
         let entry = ForwardEntry {
             out_port: to as u8,
             src_mac: Address(ports[to].mac_addr()?),

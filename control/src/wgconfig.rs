@@ -54,6 +54,28 @@ pub struct PeerSection {
     /// Seconds; 0 or absent = off.
     #[serde(default)]
     pub persistent_keepalive: u16,
+    /// More ways to reach the peer, each over one of our WAN ports:
+    /// `paths = [{ port = "wan2", endpoint = "203.0.113.7:51820" }]`. The
+    /// peer's `endpoint`, if set, is the first path, on the first WAN port.
+    #[serde(default)]
+    pub paths: Vec<PathSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathSection {
+    /// The name of one of our WAN ports.
+    pub port: String,
+    pub endpoint: String,
+}
+
+/// One validated path: our WAN port (index in the config's ports), our
+/// address there, and the peer's endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathConfig {
+    pub port: usize,
+    pub local_ip: Ipv4Addr,
+    pub endpoint: SocketAddrV4,
 }
 
 /// One validated peer.
@@ -65,6 +87,9 @@ pub struct WgPeerConfig {
     pub endpoint: Option<SocketAddrV4>,
     pub allowed_ips: Vec<(IpAddr, u8)>,
     pub persistent_keepalive: u16,
+    /// Every path, the `endpoint` one first; empty for a peer that must
+    /// initiate (its endpoint is learned from its handshake).
+    pub paths: Vec<PathConfig>,
 }
 
 /// The validated `[wireguard]` section.
@@ -121,7 +146,11 @@ pub fn parse_endpoint(text: &str) -> Result<SocketAddrV4, String> {
 impl WireguardSection {
     /// Validates the section (and the imported file, if any); `wan_mtu` is
     /// the WAN port's MTU.
-    pub fn validate(&self, wan_mtu: u16) -> Result<WireguardConfig, WgError> {
+    pub fn validate(
+        &self,
+        wan_mtu: u16,
+        ports: &[crate::config::PortConfig],
+    ) -> Result<WireguardConfig, WgError> {
         let mtu = match &self.mtu {
             None => DEFAULT_MTU.min(wan_mtu.saturating_sub(OUTER_OVERHEAD)),
             Some(m) if *m.get_ref() < 576 || *m.get_ref() + OUTER_OVERHEAD > wan_mtu => {
@@ -195,9 +224,80 @@ impl WireguardSection {
                 )
             })?;
 
+        // Our IPv4 address on each WAN port: its first configured one, and
+        // `address` on the first WAN port.
+        let wan_ports: Vec<(usize, &crate::config::PortConfig)> = ports
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.role == crate::config::PortRole::Wan)
+            .collect();
+        let local_ip_of = |index: usize| -> Option<Ipv4Addr> {
+            let first_v4 = ports
+                .get(index)?
+                .addresses
+                .iter()
+                .find_map(|(a, _)| match a {
+                    IpAddr::V4(v4) => Some(*v4),
+                    IpAddr::V6(_) => None,
+                });
+            first_v4.or((wan_ports.first().map(|(i, _)| *i) == Some(index)).then_some(address))
+        };
+        let first_wan = wan_ports.first().map(|(i, _)| *i).unwrap_or(0);
         let mut peers = imported_peers;
         for (i, p) in self.peers.iter().enumerate() {
-            peers.push(validate_peer(i, p)?);
+            let mut peer = validate_peer(i, p)?;
+            for (j, path) in p.paths.iter().enumerate() {
+                let field = format!("wireguard.peer[{i}].paths[{j}]");
+                let Some(&(index, _)) = wan_ports.iter().find(|(_, port)| port.name == path.port)
+                else {
+                    return err(
+                        format!("{field}.port"),
+                        None,
+                        format!("{:?} is not one of our WAN ports", path.port),
+                    );
+                };
+                let endpoint = parse_endpoint(&path.endpoint)
+                    .or_else(|m| err(format!("{field}.endpoint"), None, m))?;
+                let Some(local_ip) = local_ip_of(index) else {
+                    return err(
+                        format!("{field}.port"),
+                        None,
+                        format!(
+                            "port {:?} has no IPv4 address to send from; give it `addresses`",
+                            path.port
+                        ),
+                    );
+                };
+                peer.paths.push(PathConfig {
+                    port: index,
+                    local_ip,
+                    endpoint,
+                });
+            }
+            peers.push(peer);
+        }
+        for peer in &mut peers {
+            if let Some(endpoint) = peer.endpoint {
+                let local_ip = local_ip_of(first_wan).unwrap_or(address);
+                peer.paths.insert(
+                    0,
+                    PathConfig {
+                        port: first_wan,
+                        local_ip,
+                        endpoint,
+                    },
+                );
+            }
+            if peer.paths.len() > patronus_dataplane::wg::datapath::MAX_PATHS {
+                return err(
+                    format!("wireguard.peer ({}).paths", peer.name),
+                    None,
+                    format!(
+                        "at most {} paths per peer",
+                        patronus_dataplane::wg::datapath::MAX_PATHS
+                    ),
+                );
+            }
         }
         // Public keys and allowed IPs must be unique across all peers.
         for (i, p) in peers.iter().enumerate() {
@@ -274,6 +374,7 @@ fn validate_peer(i: usize, p: &PeerSection) -> Result<WgPeerConfig, WgError> {
         endpoint,
         allowed_ips,
         persistent_keepalive: p.persistent_keepalive,
+        paths: Vec::new(),
     })
 }
 
@@ -334,6 +435,7 @@ pub fn parse_wg_quick(text: &str) -> Result<Imported, (usize, String, String)> {
             endpoint: p.endpoint,
             allowed_ips: p.allowed_ips,
             persistent_keepalive: p.persistent_keepalive,
+            paths: Vec::new(),
         })
     };
     let mut section = Section::None;
@@ -566,6 +668,7 @@ mod tests {
             endpoint: None,
             allowed_ips: Spanned::new(0..0, allowed.iter().map(|s| s.to_string()).collect()),
             persistent_keepalive: 0,
+            paths: Vec::new(),
         }
     }
 
@@ -573,17 +676,20 @@ mod tests {
     fn the_section_validates_keys_ports_and_peers() {
         let key = write_secret("ok.key", &format!("{PRIV}\n"), 0o600);
         let c = section(vec![peer(PUB1, &["10.99.0.0/24"])], &key)
-            .validate(1500)
+            .validate(1500, &[])
             .unwrap();
         assert_eq!(c.listen_port, DEFAULT_LISTEN_PORT);
         assert_eq!(c.mtu, 1420);
         let mut small = section(vec![], &key);
         small.mtu = Some(Spanned::new(0..0, 1450));
-        assert_eq!(small.validate(1500).unwrap_err().field, "wireguard.mtu");
-        small.mtu = Some(Spanned::new(0..0, 1400));
-        assert_eq!(small.validate(1500).unwrap().mtu, 1400);
         assert_eq!(
-            section(vec![], &key).validate(1280).unwrap().mtu,
+            small.validate(1500, &[]).unwrap_err().field,
+            "wireguard.mtu"
+        );
+        small.mtu = Some(Spanned::new(0..0, 1400));
+        assert_eq!(small.validate(1500, &[]).unwrap().mtu, 1400);
+        assert_eq!(
+            section(vec![], &key).validate(1280, &[]).unwrap().mtu,
             1220,
             "the default fits a small WAN MTU"
         );
@@ -594,23 +700,23 @@ mod tests {
         );
 
         let e = section(vec![peer("AAAA", &[])], &key)
-            .validate(1500)
+            .validate(1500, &[])
             .unwrap_err();
         assert_eq!(e.field, "wireguard.peer[0].public_key");
         let e = section(
             vec![peer(PUB1, &["10.0.0.0/24"]), peer(PUB2, &["10.0.0.0/24"])],
             &key,
         )
-        .validate(1500)
+        .validate(1500, &[])
         .unwrap_err();
         assert!(e.message.contains("already allowed"), "{e:?}");
         let e = section(vec![peer(PUB1, &[]), peer(PUB1, &[])], &key)
-            .validate(1500)
+            .validate(1500, &[])
             .unwrap_err();
         assert!(e.message.contains("same public key"), "{e:?}");
 
         let open = write_secret("open.key", &format!("{PRIV}\n"), 0o640);
-        let e = section(vec![], &open).validate(1500).unwrap_err();
+        let e = section(vec![], &open).validate(1500, &[]).unwrap_err();
         assert_eq!(e.field, "wireguard.private_key_file");
         assert!(!e.message.contains(PRIV));
     }

@@ -13,7 +13,7 @@ use patronus_dataplane::nexthop::Resolver;
 use patronus_dataplane::punt::{InjectAction, Injected, PuntReason, Punted, WorkerRings};
 use patronus_dataplane::wg::allowed_ips::AllowedIps;
 use patronus_dataplane::wg::datapath::{
-    push_outer_headers, unpack_endpoint, DataPathConfig, Keypair, PeerActivity, WgCommand,
+    push_path_headers, unpack_endpoint, DataPathConfig, Keypair, Path, PeerActivity, WgCommand,
 };
 use patronus_dataplane::wg::device::{Activity, Device, DeviceOutput, PeerSpec};
 use patronus_dataplane::wg::session::{RecvSession, SendSession};
@@ -72,6 +72,8 @@ pub struct WgDriver<'a> {
     device: Device,
     /// The workers' next-hop rules and tables, for our own handshake frames.
     resolver: Resolver,
+    /// Every configured path: handshakes to an endpoint leave by its path.
+    paths: Vec<Path>,
     /// Handshake frames whose next hop is not resolved yet:
     /// (port, next hop, frame), for the neighbour driver.
     unresolved: Vec<(u8, std::net::IpAddr, Mbuf)>,
@@ -97,6 +99,7 @@ impl<'a> WgDriver<'a> {
         rings: &'a [WorkerRings],
         pool: &'a Mempool,
         resolver: Resolver,
+        paths: Vec<Path>,
     ) -> WgDriver<'a> {
         let specs = config
             .peers
@@ -126,6 +129,7 @@ impl<'a> WgDriver<'a> {
             device,
             resolver,
             unresolved: Vec::new(),
+            paths,
             shared,
             rings,
             pool,
@@ -346,11 +350,30 @@ impl<'a> WgDriver<'a> {
             return;
         };
         body.copy_from_slice(message);
-        if push_outer_headers(&mut m, &self.datapath, to).is_err() {
+        // By the configured path to that endpoint, else the first WAN port.
+        let path = self
+            .paths
+            .iter()
+            .find(|p| p.endpoint == to)
+            .copied()
+            .unwrap_or(Path {
+                port: self.datapath.wan_port,
+                src_mac: self.datapath.wan_src_mac,
+                local_ip: self.datapath.local_ip,
+                endpoint: to,
+            });
+        if push_path_headers(
+            &mut m,
+            &path,
+            self.datapath.wan_dst_mac,
+            self.datapath.listen_port,
+        )
+        .is_err()
+        {
             return;
         }
         self.handshake_messages_sent += 1;
-        let wan = self.datapath.wan_port;
+        let wan = path.port;
         self.resolver.refresh();
         match self.resolver.mac_for(wan, std::net::IpAddr::V4(*to.ip())) {
             Ok(mac) => {

@@ -355,9 +355,11 @@ impl<'a> WgDataPath<'a> {
                     self.config.local_ip,
                 );
                 if let Some(p) = self.peers.get_mut(peer as usize) {
-                    match p.paths.first_mut() {
-                        Some(first) => first.path.endpoint = endpoint,
-                        None => p.paths.push(PathState {
+                    match p.paths.as_mut_slice() {
+                        [only] => only.path.endpoint = endpoint,
+                        // Configured paths are fixed.
+                        [_, _, ..] => {}
+                        [] => p.paths.push(PathState {
                             path: Path {
                                 port,
                                 src_mac,
