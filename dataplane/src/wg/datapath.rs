@@ -294,6 +294,25 @@ impl<'a> WgDataPath<'a> {
         }
     }
 
+    /// Heap and inline bytes this worker's data path holds: the routes, and
+    /// per peer its slot, paths and keypairs (what `patronus-bench` reports
+    /// as memory per peer and per prefix).
+    pub fn memory_bytes(&self) -> (usize, usize) {
+        let per_peer_inline = core::mem::size_of::<DataPeer>();
+        let peers: usize = self
+            .peers
+            .iter()
+            .map(|p| {
+                per_peer_inline
+                    + p.paths.capacity() * core::mem::size_of::<PathState>()
+                    + usize::from(p.current.is_some()) * core::mem::size_of::<Keypair>()
+                    + usize::from(p.next.is_some()) * core::mem::size_of::<Keypair>()
+            })
+            .sum::<usize>()
+            + self.activity.len() * core::mem::size_of::<PeerActivity>();
+        (peers, self.routes.heap_bytes())
+    }
+
     /// Replaces `peer`'s paths (set-up time; the first is the one roaming
     /// and handshakes use). At most [`MAX_PATHS`].
     pub fn set_paths(&mut self, peer: u32, paths: &[Path]) -> Result<(), String> {
