@@ -160,7 +160,8 @@ impl<T> AllowedIps<T> {
     /// Heap bytes the table holds (node arena and free list capacity), for
     /// the memory-per-prefix figures.
     pub fn heap_bytes(&self) -> usize {
-        self.nodes.capacity() * core::mem::size_of::<Node<T>>() + self.free.capacity() * core::mem::size_of::<u32>()
+        self.nodes.capacity() * core::mem::size_of::<Node<T>>()
+            + self.free.capacity() * core::mem::size_of::<u32>()
     }
 
     /// Number of prefixes in the table.

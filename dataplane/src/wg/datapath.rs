@@ -309,7 +309,7 @@ impl<'a> WgDataPath<'a> {
                     + usize::from(p.next.is_some()) * core::mem::size_of::<Keypair>()
             })
             .sum::<usize>()
-            + self.activity.len() * core::mem::size_of::<PeerActivity>();
+            + core::mem::size_of_val(self.activity);
         (peers, self.routes.heap_bytes())
     }
 
