@@ -903,8 +903,16 @@ mtu = 1500
         let c = parse(&text).unwrap();
         let paths = &c.wireguard.as_ref().unwrap().peers[0].paths;
         assert_eq!(paths.len(), 2);
-        assert_eq!((paths[0].port, paths[0].local_ip), (1, "10.10.2.1".parse().unwrap()), "endpoint: first WAN port, wireguard.address");
-        assert_eq!((paths[1].port, paths[1].local_ip), (2, "10.10.3.1".parse().unwrap()), "wan2, its own address");
+        assert_eq!(
+            (paths[0].port, paths[0].local_ip),
+            (1, "10.10.2.1".parse().unwrap()),
+            "endpoint: first WAN port, wireguard.address"
+        );
+        assert_eq!(
+            (paths[1].port, paths[1].local_ip),
+            (2, "10.10.3.1".parse().unwrap()),
+            "wan2, its own address"
+        );
         let e = error(&text.replace("port = \"wan2\"", "port = \"lan\""));
         assert!(e.message.contains("not one of our WAN ports"), "{e}");
         let _ = std::fs::remove_file(&key);

@@ -506,6 +506,11 @@ fn control_loop(
         if !interval.is_zero() && last_at.elapsed() >= interval {
             let secs = last_at.elapsed().as_secs_f64();
             last_at = Instant::now();
+            if let Some(wg) = &control.wg {
+                for line in wg.stats_lines() {
+                    println!("{line}");
+                }
+            }
             for (w, c) in counters.iter().enumerate() {
                 let now = c.snapshot();
                 println!(

@@ -390,6 +390,35 @@ impl<'a> WgDriver<'a> {
         std::mem::take(&mut self.unresolved)
     }
 
+    /// One line per peer for the periodic stats: bytes in and out, and out
+    /// per path for peers with several.
+    pub fn stats_lines(&self) -> Vec<String> {
+        (0..self.names.len())
+            .map(|peer| {
+                let a = &self.shared.activity[peer];
+                let paths: Vec<String> = a
+                    .path_tx_bytes
+                    .iter()
+                    .map(|c| c.load(Relaxed))
+                    .enumerate()
+                    .filter(|(_, b)| *b > 0)
+                    .map(|(i, b)| format!("path {i} {b}"))
+                    .collect();
+                format!(
+                    "wireguard {}: rx {} bytes, tx {} bytes{}",
+                    self.names[peer],
+                    a.rx_bytes.load(Relaxed),
+                    a.tx_bytes.load(Relaxed),
+                    if paths.len() > 1 {
+                        format!(" ({})", paths.join(", "))
+                    } else {
+                        String::new()
+                    }
+                )
+            })
+            .collect()
+    }
+
     /// Per-peer lines for the shutdown summary.
     pub fn summary(&self) -> Vec<String> {
         (0..self.names.len())

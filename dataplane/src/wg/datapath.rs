@@ -89,6 +89,8 @@ pub struct PeerActivity {
     pub rekey_wanted: AtomicBool,
     pub rx_bytes: AtomicU64,
     pub tx_bytes: AtomicU64,
+    /// Bytes sent over each of the peer's paths (by path index).
+    pub path_tx_bytes: [AtomicU64; MAX_PATHS],
 }
 
 pub fn pack_endpoint(addr: SocketAddrV4) -> u64 {
@@ -142,16 +144,16 @@ impl DataPeer {
     /// its path while that path is up; when it goes down, only its flows
     /// move, spread over the others.
     #[inline]
-    fn path_for(&self, flow: u64) -> Option<&Path> {
+    fn path_for(&self, flow: u64) -> Option<(usize, &Path)> {
         if let [only] = self.paths.as_slice() {
-            return only.up.then_some(&only.path);
+            return only.up.then_some((0, &only.path));
         }
         self.paths
             .iter()
             .enumerate()
             .filter(|(_, p)| p.up)
             .max_by_key(|(i, _)| mix(flow ^ (*i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
-            .map(|(_, p)| &p.path)
+            .map(|(i, p)| (i, &p.path))
     }
 }
 
@@ -410,7 +412,8 @@ impl<'a> WgDataPath<'a> {
         let Some(p) = self.peers.get_mut(peer as usize) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
-        let Some(path) = p.path_for(flow_hash(packet.data())).copied() else {
+        let Some((path_index, path)) = p.path_for(flow_hash(packet.data())).map(|(i, p)| (i, *p))
+        else {
             return Verdict::Drop(DropReason::NoRoute);
         };
         let usable = p.current.as_ref().is_some_and(|k| {
@@ -438,6 +441,9 @@ impl<'a> WgDataPath<'a> {
             activity.last_data_sent.store(now, Relaxed);
         }
         bump(&activity.tx_bytes, inner_len);
+        if let Some(counter) = activity.path_tx_bytes.get(path_index) {
+            bump(counter, inner_len);
+        }
         if push_path_headers(
             packet,
             &path,
@@ -1511,6 +1517,15 @@ mod tests {
         two_paths(&mut dp);
         let first: Vec<u8> = (0..200).map(|f| path_taken(&mut dp, 1000 + f)).collect();
         let on_second = first.iter().filter(|&&p| p == 2).count();
+        let per_path: Vec<u64> = rig.activity[0]
+            .path_tx_bytes
+            .iter()
+            .map(|c| c.load(Relaxed))
+            .collect();
+        assert!(
+            per_path[0] > 0 && per_path[1] > 0 && per_path[2..].iter().all(|&b| b == 0),
+            "{per_path:?}"
+        );
         assert!(
             (60..=140).contains(&on_second),
             "both paths carry flows: {on_second} of 200 on the second"
