@@ -171,20 +171,27 @@ fn mix(mut x: u64) -> u64 {
 /// for every packet of the flow.
 #[inline]
 fn flow_hash(ip: &[u8]) -> u64 {
-    let (addrs, proto, transport): (&[u8], u8, &[u8]) = match ip.first().map(|b| b >> 4) {
+    let (addrs, proto, l4): (&[u8], u8, usize) = match ip.first().map(|b| b >> 4) {
         Some(4) if ip.len() >= 20 => {
-            let ihl = usize::from(ip[0] & 0x0f) * 4;
             let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0;
-            let ports = if fragment {
-                &[][..]
+            let l4 = if fragment {
+                usize::MAX
             } else {
-                ip.get(ihl..ihl + 4).unwrap_or(&[])
+                usize::from(ip[0] & 0x0f) * 4
             };
-            (&ip[12..20], ip[9], ports)
+            (&ip[12..20], ip[9], l4)
         }
-        Some(6) if ip.len() >= 40 => (&ip[8..40], ip[6], ip.get(40..44).unwrap_or(&[])),
+        Some(6) if ip.len() >= 40 => (&ip[8..40], ip[6], 40),
         _ => return 0,
     };
+    // What identifies the flow above IP: ports for TCP, UDP and SCTP, the
+    // echo identifier for ICMP and ICMPv6 (never checksums or sequence numbers).
+    let span = match proto {
+        6 | 17 | 132 => l4..l4.saturating_add(4),
+        1 | 58 => l4.saturating_add(4)..l4.saturating_add(6),
+        _ => 0..0,
+    };
+    let transport = ip.get(span).unwrap_or(&[]);
     let mut h = u64::from(proto);
     for chunk in addrs.chunks(8).chain(std::iter::once(transport)) {
         let mut word = [0u8; 8];
@@ -300,15 +307,13 @@ impl<'a> WgDataPath<'a> {
     /// per peer its slot, paths and keypairs (what `patronus-bench` reports
     /// as memory per peer and per prefix).
     pub fn memory_bytes(&self) -> (usize, usize) {
-        let per_peer_inline = core::mem::size_of::<DataPeer>();
+        // A peer's keypairs live inline in its slot (size_of counts them).
         let peers: usize = self
             .peers
             .iter()
             .map(|p| {
-                per_peer_inline
+                core::mem::size_of::<DataPeer>()
                     + p.paths.capacity() * core::mem::size_of::<PathState>()
-                    + usize::from(p.current.is_some()) * core::mem::size_of::<Keypair>()
-                    + usize::from(p.next.is_some()) * core::mem::size_of::<Keypair>()
             })
             .sum::<usize>()
             + core::mem::size_of_val(self.activity);
@@ -802,10 +807,13 @@ impl Processor for WgDataPath<'_> {
         match self.send_to_peer(packet, aux, now) {
             // The keypair the control thread installed just before injecting
             // this packet may still sit in the command ring: apply it, retry.
-            Verdict::Punt(_) => {
+            // (Only then: any other verdict means the packet was encrypted.)
+            Verdict::Punt(PuntReason::WgNeedsSession { .. }) => {
                 self.poll(now);
                 match self.send_to_peer(packet, aux, now) {
-                    Verdict::Punt(_) => Verdict::Drop(DropReason::NoRoute),
+                    Verdict::Punt(PuntReason::WgNeedsSession { .. }) => {
+                        Verdict::Drop(DropReason::NoRoute)
+                    }
                     v => v,
                 }
             }
@@ -1623,6 +1631,60 @@ mod tests {
             "configured paths do not roam"
         );
         assert_eq!(path_taken(&mut dp, 1000), path_taken(&mut dp, 1000));
+    }
+
+    #[test]
+    fn an_injected_packet_waiting_for_its_next_hop_is_encrypted_once() {
+        // A resolver with nothing resolved: the path's next hop is unknown.
+        let rig = Rig::new();
+        let tables = crate::nexthop::NeighborTables::new(3);
+        let rules = vec![
+            crate::nexthop::NextHop::Static(LAN_HOST_MAC),
+            crate::nexthop::NextHop::Resolved {
+                subnets: vec![(IpAddr::V4(Ipv4Addr::new(10, 10, 2, 1)), 24)],
+                gateway: None,
+            },
+        ];
+        let mut fallback = Forwarder::new();
+        fallback.set_resolver(crate::nexthop::Resolver::new(tables, rules));
+        let mut dp = WgDataPath {
+            fallback,
+            ..rig.datapath()
+        };
+        install(&mut dp, &rig, true, 10);
+        let mut p = HeapBuf::from_slice(&inner_ip(LAN_HOST, BEHIND_PEER, 84), 128, 64);
+        assert_eq!(
+            dp.process_local(&mut p, 0, 11),
+            Verdict::Punt(PuntReason::NeedsNextHop {
+                port: WAN,
+                hop: IpAddr::V4(*PEER_ENDPOINT.ip())
+            })
+        );
+        assert_eq!(
+            p.len(),
+            14 + 28 + 16 + 80 + 16,
+            "one layer of encryption: the 70-byte packet padded to 80"
+        );
+    }
+
+    #[test]
+    fn ping_packets_of_one_run_are_one_flow() {
+        let mut a = synth::udp_frame(LAN_HOST_MAC, LAN_PORT_MAC, LAN_HOST, BEHIND_PEER, 64, 98)
+            [14..]
+            .to_vec();
+        {
+            let mut ip = ipv4::Packet::new_checked(&mut a[..]).unwrap();
+            ip.set_next_header(IpProtocol::Icmp);
+            let icmp = ip.payload_mut();
+            icmp[0] = 8;
+            icmp[4..6].copy_from_slice(&77u16.to_be_bytes()); // identifier
+        }
+        let mut b = a.clone();
+        b[20 + 2] ^= 0xff; // checksum
+        b[20 + 7] = 9; // sequence number
+        assert_eq!(flow_hash(&a), flow_hash(&b));
+        b[20 + 4] ^= 1; // another identifier: another flow
+        assert_ne!(flow_hash(&a), flow_hash(&b));
     }
 
     #[test]
