@@ -72,7 +72,8 @@ netns_create() {
 # clash with interfaces in the root namespace or in another lab instance.
 veth_create() {
     local ns_a=$1 dev_a=$2 ns_b=$3 dev_b=$4
-    ip -n "$ns_a" link add "$dev_a" type veth peer name "$dev_b" netns "$ns_b"
+    # "name"/"dev" spell the names out: ip would read a bare "h" as "help".
+    ip -n "$ns_a" link add name "$dev_a" type veth peer name "$dev_b" netns "$ns_b"
 }
 
 # iface_prepare NS DEV — disable IPv6 and offloads on DEV, and bring it up.
@@ -83,7 +84,7 @@ iface_prepare() {
     ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=1" 2>/dev/null || true
     ip netns exec "$ns" ethtool -K "$dev" rx off tx off tso off gso off gro off >/dev/null 2>&1 \
         || ip netns exec "$ns" ethtool -K "$dev" rx off tx off tso off gso off gro off
-    ip -n "$ns" link set "$dev" up
+    ip -n "$ns" link set dev "$dev" up
 }
 
 # mac_of NS DEV — print DEV's MAC address.
@@ -148,4 +149,23 @@ wg_wait_socket() {
         sleep 0.1
     done
     return 1
+}
+
+# if_bytes NS DEV — print DEV's byte counters as "RX_BYTES TX_BYTES" (the
+# kernel's /sys/class/net/DEV/statistics, as seen inside NS).
+if_bytes() {
+    local ns=$1 dev=$2 out
+    out=$(ip netns exec "$ns" cat "/sys/class/net/$dev/statistics/rx_bytes" \
+        "/sys/class/net/$dev/statistics/tx_bytes" 2>/dev/null) \
+        || { echo "cannot read the counters of $dev in $ns" >&2; return 1; }
+    printf '%s\n' "$out" | paste -sd' '
+}
+
+# netem_apply NS DEV ARGS... — replace DEV's root qdisc with netem ARGS
+# (e.g. delay 40ms 10ms loss 3%).
+netem_apply() {
+    local ns=$1 dev=$2
+    shift 2
+    ip netns exec "$ns" tc qdisc del dev "$dev" root 2>/dev/null || true
+    ip netns exec "$ns" tc qdisc add dev "$dev" root netem "$@"
 }
