@@ -160,7 +160,7 @@ fn take_response(
 
 /// Runs the scenario on `--worker-core`.
 pub fn run(args: &Args, tsc_hz: u64) -> Result<HandshakeResult, String> {
-    let n = args.peers as usize;
+    let n = args.peers.unwrap_or(10_000) as usize;
     let m = n.min(BORINGTUN_PAIRS);
     let core = args.worker_core;
     eprintln!(

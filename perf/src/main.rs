@@ -10,7 +10,11 @@
 //! - `forward`: the foundation's processing (parse, TTL decrement with
 //!   incremental checksum, MAC rewrite). It runs `io` first in the same
 //!   process and reports its cost as a ratio to that baseline, because
-//!   absolute numbers drift on shared machines.
+//!   absolute numbers drift on shared machines. With `--peers`, `--prefixes`
+//!   or `--flows` it runs the full pipeline at that scale instead
+//!   (allowed-IPs LPM, path choice, WireGuard encapsulation, outer headers;
+//!   see `pop`), against the same pipeline with one peer, one prefix and
+//!   one flow, in the worker loop and on one core.
 //! - `aead`: ring's ChaCha20-Poly1305 sealing one buffer in a tight loop,
 //!   the crypto floor of this CPU.
 //! - `boringtun`: two boringtun tunnels in process, encapsulate and
@@ -27,6 +31,7 @@
 
 mod handshake;
 mod inproc;
+mod pop;
 mod ringrun;
 mod steal;
 mod wgbench;
@@ -44,7 +49,9 @@ use std::process::ExitCode;
 enum Scenario {
     /// The bare worker loop: rx → tx, no processing.
     Io,
-    /// Plain IP forwarding (TTL, checksum, MACs), with `io` as the baseline.
+    /// Plain IP forwarding (TTL, checksum, MACs), with `io` as the baseline;
+    /// with `--peers`/`--prefixes`/`--flows`, the full WireGuard pipeline at
+    /// that scale, with its single-peer self as the baseline.
     Forward,
     /// ring ChaCha20-Poly1305 sealing `--size` bytes in a tight loop.
     Aead,
@@ -93,9 +100,19 @@ pub struct Args {
     /// Packets kept in flight between generator and worker.
     #[arg(long, default_value_t = 2048)]
     pub inflight: u32,
-    /// `handshake`: configured peers, each initiating once.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub peers: u32,
+    /// `handshake`: configured peers, each initiating once (default
+    /// 10000). `forward`: peers of the full pipeline (default 1 when
+    /// `--prefixes` or `--flows` is given).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub peers: Option<u32>,
+    /// `forward`: remote prefixes (distinct /24s), round-robin over the
+    /// peers (default: one per peer).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(pop::MAX_PREFIXES)))]
+    pub prefixes: Option<u32>,
+    /// `forward`: distinct flows the generator cycles through, covering the
+    /// prefixes (default: one per prefix).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(pop::MAX_FLOWS)))]
+    pub flows: Option<u32>,
     /// Do not try hugepages (use --no-huge).
     #[arg(long)]
     no_huge: bool,
@@ -160,7 +177,9 @@ impl Measurement {
 /// Figures only some scenarios have; absent fields are not printed.
 #[derive(Serialize, Debug, Default)]
 struct Extras {
-    /// `forward`: the median `io` round.
+    /// `forward`: the median `io` round; with `--peers`/`--prefixes`/
+    /// `--flows`, the median round of the same pipeline with one peer, one
+    /// prefix and one flow.
     #[serde(skip_serializing_if = "Option::is_none")]
     baseline: Option<Measurement>,
     /// `forward`: cycles_per_packet / baseline cycles_per_packet.
@@ -202,9 +221,36 @@ struct Extras {
     single_core_ratio_vs_aead: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     single_core_ratio_vs_boringtun: Option<f64>,
-    /// `handshake`: configured peers, one handshake each.
+    /// `handshake`: configured peers, one handshake each. `forward` at
+    /// scale: peers, remote prefixes and flows.
     #[serde(skip_serializing_if = "Option::is_none")]
     peers: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefixes: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flows: Option<u32>,
+    /// `forward` at scale: baseline cycles per packet / ours, in the worker
+    /// loop and on one core (the fraction of the single-peer packet rate
+    /// kept; the target is at least 0.80).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_ratio_vs_single_peer: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    single_core_baseline_cycles_per_packet: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    single_core_rate_ratio_vs_single_peer: Option<f64>,
+    /// `forward` at scale: `WgDataPath::memory_bytes()` (peer slots, paths,
+    /// keypairs, activity; the route table) over the counts. Flows: 0, as
+    /// the data path keeps no per-flow state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_per_peer_bytes: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_per_prefix_bytes: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_per_flow_bytes: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_state_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route_table_bytes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     handshakes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -230,7 +276,8 @@ struct Extras {
     cookie_replies_per_second: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cycles_per_cookie_reply: Option<f64>,
-    /// Untimed seconds spent building keys, devices and initiations.
+    /// Untimed seconds spent building keys, devices and initiations
+    /// (`handshake`), or the scaled data path (`forward` at scale).
     #[serde(skip_serializing_if = "Option::is_none")]
     setup_seconds: Option<f64>,
 }
@@ -342,12 +389,23 @@ fn bench(args: &Args) -> Result<Report, String> {
         return Err("EAL did not measure the TSC frequency".into());
     }
 
+    let scale = match args.scenario {
+        Scenario::Forward => pop::Scale::from_args(args)?,
+        _ if args.prefixes.is_some() || args.flows.is_some() => {
+            return Err("--prefixes and --flows are options of forward".into())
+        }
+        _ => None,
+    };
     let (rounds, (result, extras)) = if args.scenario == Scenario::Handshake {
         // One pass: every initiation can be answered only once.
         (1, Extras::handshake(handshake::run(args, tsc_hz)?))
     } else {
         let bed = RingBed::new("bench", 8191, &pool).map_err(|e| e.to_string())?;
-        (args.rounds, run_rounds(args, &bed, &pool, tsc_hz)?)
+        let rounds = match scale {
+            Some(scale) => pop_rounds(args, &bed, &pool, tsc_hz, scale)?,
+            None => run_rounds(args, &bed, &pool, tsc_hz)?,
+        };
+        (args.rounds, rounds)
     };
     let mbuf_leak = pool.in_use().saturating_sub(in_use_at_start);
     Ok(Report {
@@ -464,6 +522,70 @@ fn run_rounds(
         extras.boringtun_decap_cycles_per_packet = Some(bt.cycles_per_packet);
         extras.ratio_vs_boringtun = speed_ratio(bt.cycles_per_packet);
     }
+    Ok((result, extras))
+}
+
+/// `forward` at scale: the scaled pipeline and its single-peer self,
+/// alternated round by round, in the worker loop and on one core.
+fn pop_rounds(
+    args: &Args,
+    bed: &RingBed,
+    pool: &Mempool,
+    tsc_hz: u64,
+    scale: pop::Scale,
+) -> Result<(Measurement, Extras), String> {
+    eprintln!(
+        "patronus-bench: forward: {} peers, {} prefixes, {} flows (baseline: 1, 1, 1)",
+        scale.peers, scale.prefixes, scale.flows
+    );
+    let single = pop::PopBench::new(bed, args.size, pop::Scale::SINGLE)?;
+    let pop = pop::PopBench::new(bed, args.size, scale)?;
+    let (mut ours, mut baseline) = (Vec::new(), Vec::new());
+    let (mut ours_single_core, mut baseline_single_core) = (Vec::new(), Vec::new());
+    let mut memory = None;
+    for round in 1..=args.rounds {
+        eprintln!("patronus-bench: round {round} of {}", args.rounds);
+        baseline_single_core.push(single.single_core(
+            args,
+            tsc_hz,
+            "forward_single_peer_single_core",
+        )?);
+        ours_single_core.push(pop.single_core(args, tsc_hz, "forward_single_core")?);
+        baseline.push(
+            single
+                .ring(args, bed, pool, tsc_hz, "forward_single_peer")?
+                .0,
+        );
+        let (m, mem) = pop.ring(args, bed, pool, tsc_hz, "forward")?;
+        ours.push(m);
+        memory = Some(mem);
+    }
+    let memory = memory.ok_or("no rounds")?;
+    let (result, baseline) = (median(ours), median(baseline));
+    let single_core = median(ours_single_core);
+    let single_core_baseline = median(baseline_single_core);
+    let ratio = |base: f64, ours: f64| (ours > 0.0).then(|| base / ours);
+    let extras = Extras {
+        rate_ratio_vs_single_peer: ratio(baseline.cycles_per_packet, result.cycles_per_packet),
+        single_core_cycles_per_packet: Some(single_core.cycles_per_packet),
+        single_core_baseline_cycles_per_packet: Some(single_core_baseline.cycles_per_packet),
+        single_core_rate_ratio_vs_single_peer: ratio(
+            single_core_baseline.cycles_per_packet,
+            single_core.cycles_per_packet,
+        ),
+        baseline: Some(baseline),
+        peers: Some(scale.peers),
+        prefixes: Some(scale.prefixes),
+        flows: Some(scale.flows),
+        memory_per_peer_bytes: Some(memory.peer_bytes as f64 / f64::from(scale.peers)),
+        memory_per_prefix_bytes: Some(memory.route_bytes as f64 / f64::from(scale.prefixes)),
+        // No per-flow state: the path is a stateless hash of the flow.
+        memory_per_flow_bytes: Some(0.0),
+        peer_state_bytes: Some(memory.peer_bytes),
+        route_table_bytes: Some(memory.route_bytes),
+        setup_seconds: Some(memory.setup_seconds),
+        ..Extras::default()
+    };
     Ok((result, extras))
 }
 

@@ -193,3 +193,76 @@ fn handshake_scenario_reports_handshakes_per_second_against_boringtun() {
     assert!(positive(&r, "cookie_replies_per_second") > rate, "{r}");
     assert!(r.get("aead_mpps").is_none());
 }
+
+#[test]
+fn forward_at_scale_runs_the_pipeline_against_its_single_peer_self() {
+    let r = run_with(
+        "forward",
+        &[
+            "--peers",
+            "50",
+            "--prefixes",
+            "500",
+            "--flows",
+            "1000",
+            "--seconds",
+            "0.2",
+            "--rounds",
+            "1",
+        ],
+    );
+    check_fields(&r, "forward", 64, 1);
+    check_ring(&r);
+    assert_eq!(r["peers"], 50);
+    assert_eq!(r["prefixes"], 500);
+    assert_eq!(r["flows"], 1000);
+    // The baseline is the same pipeline with one peer, not io.
+    assert_eq!(r["baseline"]["scenario"], "forward_single_peer");
+    assert_eq!(r["baseline"]["drops"], 0, "{r}");
+    assert!(r.get("cycles_ratio_vs_io").is_none(), "{r}");
+    let baseline = r["baseline"]["cycles_per_packet"].as_f64().unwrap();
+    let ratio = positive(&r, "rate_ratio_vs_single_peer");
+    assert!(
+        (ratio - baseline / positive(&r, "cycles_per_packet")).abs() < 1e-9,
+        "{r}"
+    );
+    assert_ratio(
+        &r,
+        "single_core_rate_ratio_vs_single_peer",
+        "single_core_baseline_cycles_per_packet",
+        "single_core_cycles_per_packet",
+    );
+    // Encryption is most of the cost: far from free.
+    assert!(baseline > 100.0, "{r}");
+    // Memory: every peer holds a slot, a path and a keypair; every prefix
+    // at least one trie node; flows nothing.
+    let per_peer = positive(&r, "memory_per_peer_bytes");
+    assert!(
+        (per_peer - positive(&r, "peer_state_bytes") / 50.0).abs() < 1e-9,
+        "{r}"
+    );
+    assert!(per_peer > 100.0 && per_peer < 100_000.0, "{r}");
+    let per_prefix = positive(&r, "memory_per_prefix_bytes");
+    assert!(
+        (per_prefix - positive(&r, "route_table_bytes") / 500.0).abs() < 1e-9,
+        "{r}"
+    );
+    assert!(per_prefix > 16.0 && per_prefix < 1000.0, "{r}");
+    assert_eq!(r["memory_per_flow_bytes"], 0.0, "{r}");
+}
+
+#[test]
+fn scale_options_are_validated() {
+    let out = Command::new(env!("CARGO_BIN_EXE_patronus-bench"))
+        .args(["forward", "--peers", "10", "--prefixes", "5", "--json"])
+        .output()
+        .expect("patronus-bench runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("every peer needs a prefix"));
+    let out = Command::new(env!("CARGO_BIN_EXE_patronus-bench"))
+        .args(["io", "--flows", "10", "--json"])
+        .output()
+        .expect("patronus-bench runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("options of forward"));
+}
