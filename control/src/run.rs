@@ -333,14 +333,10 @@ fn datapath_config(
     wg: &WireguardConfig,
     ports: &[Port],
 ) -> Result<DataPathConfig, RunError> {
-    let index = |role| {
-        config
-            .ports
-            .iter()
-            .position(|p| p.role == role)
-            .expect("validated: one port per role")
-    };
-    let (lan, wan) = (index(PortRole::Lan), index(PortRole::Wan));
+    let (lan, wan) = (
+        first_port(config, PortRole::Lan),
+        first_port(config, PortRole::Wan),
+    );
     Ok(DataPathConfig {
         lan_port: lan as u8,
         wan_port: wan as u8,
@@ -394,20 +390,25 @@ fn peer_paths(wg: &WireguardConfig, ports: &[Port]) -> Result<Vec<Vec<Path>>, Ru
     Ok(all)
 }
 
+/// The index of the first port with `role` (validation guarantees one).
+fn first_port(config: &Config, role: PortRole) -> usize {
+    config
+        .ports
+        .iter()
+        .position(|p| p.role == role)
+        .expect("validated: a LAN port and at least one WAN port")
+}
+
 /// LAN traffic leaves by the first WAN port and WAN traffic by the LAN port.
 fn build_forwarder(
     config: &Config,
     ports: &[Port],
     tables: &Arc<NeighborTables>,
 ) -> Result<Forwarder, RunError> {
-    let index = |role| {
-        config
-            .ports
-            .iter()
-            .position(|p| p.role == role)
-            .expect("validated: one port per role")
-    };
-    let (lan, wan) = (index(PortRole::Lan), index(PortRole::Wan));
+    let (lan, wan) = (
+        first_port(config, PortRole::Lan),
+        first_port(config, PortRole::Wan),
+    );
     let mut forwarder = Forwarder::new();
     // LAN traffic leaves by the first WAN port; every WAN port's by the LAN.
     let wans = config
