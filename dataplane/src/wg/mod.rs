@@ -23,6 +23,7 @@ pub mod crypto;
 pub mod datapath;
 pub mod device;
 pub mod keys;
+pub mod lpm4;
 pub mod messages;
 pub mod noise;
 pub mod ratelimit;
