@@ -113,6 +113,10 @@ pub struct Args {
     /// prefixes (default: one per prefix).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(pop::MAX_FLOWS)))]
     pub flows: Option<u32>,
+    /// `forward`: benchmark the plain IP forwarder of the foundation (no
+    /// tunnel) instead of the full pipeline.
+    #[arg(long)]
+    pub plain: bool,
     /// Do not try hugepages (use --no-huge).
     #[arg(long)]
     no_huge: bool,
@@ -177,12 +181,14 @@ impl Measurement {
 /// Figures only some scenarios have; absent fields are not printed.
 #[derive(Serialize, Debug, Default)]
 struct Extras {
-    /// `forward`: the median `io` round; with `--peers`/`--prefixes`/
-    /// `--flows`, the median round of the same pipeline with one peer, one
-    /// prefix and one flow.
+    /// `forward --plain`: the median `io` round; `forward`: the median
+    /// round of the same pipeline with one peer, one prefix and one flow.
     #[serde(skip_serializing_if = "Option::is_none")]
     baseline: Option<Measurement>,
-    /// `forward`: cycles_per_packet / baseline cycles_per_packet.
+    /// `forward`: the median `io` round (the bare loop) of the same run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    io_baseline: Option<Measurement>,
+    /// `forward`: cycles_per_packet / io cycles_per_packet.
     #[serde(skip_serializing_if = "Option::is_none")]
     cycles_ratio_vs_io: Option<f64>,
     /// `boringtun`: encapsulate and decapsulate, each its median round.
@@ -540,7 +546,7 @@ fn pop_rounds(
     );
     let single = pop::PopBench::new(bed, args.size, pop::Scale::SINGLE)?;
     let pop = pop::PopBench::new(bed, args.size, scale)?;
-    let (mut ours, mut baseline) = (Vec::new(), Vec::new());
+    let (mut ours, mut baseline, mut io) = (Vec::new(), Vec::new(), Vec::new());
     let (mut ours_single_core, mut baseline_single_core) = (Vec::new(), Vec::new());
     let mut memory = None;
     for round in 1..=args.rounds {
@@ -556,17 +562,21 @@ fn pop_rounds(
                 .ring(args, bed, pool, tsc_hz, "forward_single_peer")?
                 .0,
         );
+        io.push(ringrun::run_io(args, bed, pool, "io", CrossConnect)?);
         let (m, mem) = pop.ring(args, bed, pool, tsc_hz, "forward")?;
         ours.push(m);
         memory = Some(mem);
     }
     let memory = memory.ok_or("no rounds")?;
-    let (result, baseline) = (median(ours), median(baseline));
+    let (result, baseline, io) = (median(ours), median(baseline), median(io));
     let single_core = median(ours_single_core);
     let single_core_baseline = median(baseline_single_core);
     let ratio = |base: f64, ours: f64| (ours > 0.0).then(|| base / ours);
     let extras = Extras {
         rate_ratio_vs_single_peer: ratio(baseline.cycles_per_packet, result.cycles_per_packet),
+        cycles_ratio_vs_io: (io.cycles_per_packet > 0.0)
+            .then(|| result.cycles_per_packet / io.cycles_per_packet),
+        io_baseline: Some(io),
         single_core_cycles_per_packet: Some(single_core.cycles_per_packet),
         single_core_baseline_cycles_per_packet: Some(single_core_baseline.cycles_per_packet),
         single_core_rate_ratio_vs_single_peer: ratio(

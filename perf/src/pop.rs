@@ -85,16 +85,31 @@ impl Scale {
         flows: 1,
     };
 
-    /// The scale the options ask for, or `None` when none is given (plain
-    /// forwarding). Missing counts follow the given ones: prefixes default
-    /// to the peers, flows to the prefixes.
+    /// Flows of the default `forward` run: one peer and prefix, many flows.
+    pub const DEFAULT_FLOWS: u32 = 4096;
+
+    /// The scale the options ask for, or `None` with `--plain` (the plain
+    /// forwarder). Missing counts follow the given ones: prefixes default
+    /// to the peers, flows to the prefixes; with no counts at all, one peer
+    /// and prefix and [`Self::DEFAULT_FLOWS`] flows.
     pub fn from_args(args: &Args) -> Result<Option<Scale>, String> {
-        if args.peers.is_none() && args.prefixes.is_none() && args.flows.is_none() {
+        if args.plain {
+            if args.peers.is_some() || args.prefixes.is_some() || args.flows.is_some() {
+                return Err(
+                    "--plain benchmarks the plain forwarder: no --peers, --prefixes or --flows"
+                        .into(),
+                );
+            }
             return Ok(None);
         }
+        let none_given = args.peers.is_none() && args.prefixes.is_none() && args.flows.is_none();
         let peers = args.peers.unwrap_or(1);
         let prefixes = args.prefixes.unwrap_or(peers);
-        let flows = args.flows.unwrap_or(prefixes);
+        let flows = args.flows.unwrap_or(if none_given {
+            Self::DEFAULT_FLOWS
+        } else {
+            prefixes
+        });
         if peers > MAX_PEERS || prefixes > MAX_PREFIXES || flows > MAX_FLOWS {
             return Err(format!(
                 "forward supports at most {MAX_PEERS} peers, {MAX_PREFIXES} prefixes \
