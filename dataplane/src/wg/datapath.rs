@@ -244,8 +244,39 @@ pub const HANDOFF_FROM_WAN: u32 = u32::MAX;
 
 /// A worker's WireGuard processor. Traffic that is not for a peer follows
 /// `fallback` (plain forwarding).
-pub struct WgDataPath<'a> {
+/// What the policy decides for a packet on its way into a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PolicyDecision {
+    /// Send it on this path (an index into the peer's paths) while that
+    /// path is up; None spreads flows over the paths that are up.
+    pub path: Option<u8>,
+    /// Its QoS class (0 is the default class), for the scheduler.
+    pub class: u8,
+}
+
+/// The policy hook between routing and encryption: application-aware path
+/// choice and QoS classification plug in here (the DPI, QoS and SLA work).
+/// Called once per packet on the worker: it must not block or allocate.
+pub trait Policy {
+    /// `inner` is the IP packet, `peer` the route's peer, `flow` the
+    /// packet's flow hash.
+    fn decide(&mut self, inner: &[u8], peer: u32, flow: u64) -> PolicyDecision;
+}
+
+/// No policy: every flow is hashed onto a path, class 0.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultPolicy;
+
+impl Policy for DefaultPolicy {
+    #[inline(always)]
+    fn decide(&mut self, _inner: &[u8], _peer: u32, _flow: u64) -> PolicyDecision {
+        PolicyDecision::default()
+    }
+}
+
+pub struct WgDataPath<'a, P: Policy = DefaultPolicy> {
     config: DataPathConfig,
+    policy: P,
     peers: Vec<DataPeer>,
     routes: AllowedIps<u32>,
     /// The IPv4 part of `routes`, compiled for at most three memory
@@ -261,7 +292,7 @@ pub struct WgDataPath<'a> {
     reject_after_ticks: u64,
 }
 
-impl<'a> WgDataPath<'a> {
+impl<'a> WgDataPath<'a, DefaultPolicy> {
     /// `routes` maps allowed IPs to peer ids `0..activity.len()`.
     pub fn new(
         config: DataPathConfig,
@@ -295,6 +326,7 @@ impl<'a> WgDataPath<'a> {
         let local_ip = config.local_ip;
         let routes4 = Lpm4::build(&routes);
         WgDataPath {
+            policy: DefaultPolicy,
             rekey_after_ticks: REKEY_AFTER_TIME.as_secs() * hz,
             reject_after_ticks: REJECT_AFTER_TIME.as_secs() * hz,
             config,
@@ -309,6 +341,26 @@ impl<'a> WgDataPath<'a> {
         }
     }
 
+    /// Puts `policy` between routing and encryption.
+    pub fn with_policy<Q: Policy>(self, policy: Q) -> WgDataPath<'a, Q> {
+        WgDataPath {
+            config: self.config,
+            policy,
+            peers: self.peers,
+            routes: self.routes,
+            routes4: self.routes4,
+            activity: self.activity,
+            commands: self.commands,
+            fallback: self.fallback,
+            drop_unknown: self.drop_unknown,
+            local_ips: self.local_ips,
+            rekey_after_ticks: self.rekey_after_ticks,
+            reject_after_ticks: self.reject_after_ticks,
+        }
+    }
+}
+
+impl<'a, P: Policy> WgDataPath<'a, P> {
     /// The peer whose allowed IPs hold `addr` (cryptokey routing).
     #[inline]
     fn route(&self, addr: IpAddr) -> Option<u32> {
@@ -429,11 +481,21 @@ impl<'a> WgDataPath<'a> {
     #[inline]
     fn send_to_peer<B: PacketBuf>(&mut self, packet: &mut B, peer: u32, now: u64) -> Verdict {
         let (rekey_after, reject_after) = (self.rekey_after_ticks, self.reject_after_ticks);
+        let flow = flow_hash(packet.data());
+        let decision = self.policy.decide(packet.data(), peer, flow);
         let Some(p) = self.peers.get_mut(peer as usize) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
-        let Some((path_index, path)) = p.path_for(flow_hash(packet.data())).map(|(i, p)| (i, *p))
-        else {
+        let chosen = decision
+            .path
+            .and_then(|i| {
+                p.paths
+                    .get(usize::from(i))
+                    .filter(|s| s.up)
+                    .map(|s| (usize::from(i), s.path))
+            })
+            .or_else(|| p.path_for(flow).map(|(i, p)| (i, *p)));
+        let Some((path_index, path)) = chosen else {
             return Verdict::Drop(DropReason::NoRoute);
         };
         let usable = p.current.as_ref().is_some_and(|k| {
@@ -801,7 +863,7 @@ pub fn push_path_headers<B: PacketBuf>(
     Ok(())
 }
 
-impl Processor for WgDataPath<'_> {
+impl<P: Policy> Processor for WgDataPath<'_, P> {
     #[inline]
     fn process<B: PacketBuf>(&mut self, packet: &mut B, in_port: u8, now: u64) -> Verdict {
         let verdict = if in_port == self.config.lan_port {
@@ -848,7 +910,7 @@ impl Processor for WgDataPath<'_> {
     }
 }
 
-impl core::fmt::Debug for WgDataPath<'_> {
+impl<P: Policy> core::fmt::Debug for WgDataPath<'_, P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("WgDataPath")
             .field("config", &self.config)
@@ -1714,5 +1776,53 @@ mod tests {
         b[21] ^= 1; // source port
         assert_ne!(flow_hash(&a), flow_hash(&b));
         assert_eq!(flow_hash(&[]), 0);
+    }
+
+    /// Pins every flow of peer 0 to its second path, and counts its calls.
+    struct PinSecond(u32);
+
+    impl Policy for PinSecond {
+        fn decide(&mut self, inner: &[u8], peer: u32, _flow: u64) -> PolicyDecision {
+            assert_eq!(inner[0] >> 4, 4, "the policy sees the inner IP packet");
+            self.0 += 1;
+            PolicyDecision {
+                path: (peer == 0).then_some(1),
+                class: 3,
+            }
+        }
+    }
+
+    #[test]
+    fn the_policy_hook_chooses_the_path_while_it_is_up() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        install(&mut dp, &rig, true, 10);
+        two_paths(&mut dp);
+        let mut dp = dp.with_policy(PinSecond(0));
+        let mut taken = Vec::new();
+        for sport in 1000..1050u16 {
+            let mut p = flow_packet(sport);
+            match dp.process(&mut p, LAN, 11) {
+                Verdict::Forward(port) => taken.push(port),
+                v => panic!("{v:?}"),
+            }
+        }
+        assert!(
+            taken.iter().all(|&p| p == 2),
+            "pinned to the second path: {taken:?}"
+        );
+        assert_eq!(dp.policy.0, 50);
+        // With the chosen path down, flows fall back to the paths that are up.
+        rig.commands
+            .push(WgCommand::SetPathUp {
+                peer: 0,
+                path: 1,
+                up: false,
+            })
+            .ok()
+            .unwrap();
+        dp.poll(12);
+        let mut p = flow_packet(1000);
+        assert_eq!(dp.process(&mut p, LAN, 13), Verdict::Forward(WAN));
     }
 }
