@@ -243,8 +243,8 @@ pub fn run(config: &Config) -> Result<(), RunError> {
     let stats = control.stats;
     let n = control.neighbors.stats;
     println!(
-        "  control thread: {} echo replies, {} packets for the node dropped; ARP/ND: {} replies, {} probes, {} resolved, {} failed, {} frames dropped waiting",
-        stats.echo_replies, stats.local_dropped, n.replies_sent, n.probes_sent, n.resolved, n.failed, n.frames_dropped
+        "  control thread: {} echo replies, {} packets for the node dropped, {} unhandled; ARP/ND: {} replies, {} probes, {} resolved, {} failed, {} frames dropped waiting",
+        stats.echo_replies, stats.local_dropped, stats.unhandled, n.replies_sent, n.probes_sent, n.resolved, n.failed, n.frames_dropped
     );
     // Free what the control side and the rings still hold before checking
     // for leaks.

@@ -421,8 +421,19 @@ impl<'a> WgDriver<'a> {
 
     /// Per-peer lines for the shutdown summary.
     pub fn summary(&self) -> Vec<String> {
-        (0..self.names.len())
-            .map(|peer| {
+        let stats = self.device.stats();
+        let device = format!(
+            "wireguard: {} handshake messages sent, {} initiations and {} responses received, {} cookie replies sent, {} rate-limited, {} rejected, {} queued packets dropped",
+            self.handshake_messages_sent,
+            stats.initiations_received,
+            stats.responses_received,
+            stats.cookie_replies_sent,
+            stats.rate_limited,
+            stats.rejected,
+            self.queue_drops
+        );
+        std::iter::once(device)
+            .chain((0..self.names.len()).map(|peer| {
                 let status = self.device.peer_status(peer as u32).unwrap_or_default();
                 let a = &self.shared.activity[peer];
                 format!(
@@ -434,7 +445,7 @@ impl<'a> WgDriver<'a> {
                     a.rx_bytes.load(Relaxed),
                     a.tx_bytes.load(Relaxed)
                 )
-            })
+            }))
             .collect()
     }
 }

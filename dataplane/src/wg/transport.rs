@@ -180,14 +180,6 @@ fn inner_packet_len(plain: &[u8]) -> Option<usize> {
     (len <= plain.len() && len >= 20).then_some(len)
 }
 
-/// Builds a keepalive (an empty transport message) in `buf`, which must be
-/// empty with at least [`HEADROOM_NEEDED`] headroom and [`TAILROOM_NEEDED`]
-/// tailroom.
-pub fn keepalive<B: PacketBuf>(buf: &mut B, session: &mut SendSession) -> Result<u64, EncapError> {
-    debug_assert!(buf.is_empty());
-    encapsulate(buf, session)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,7 +299,8 @@ mod tests {
     fn keepalives_round_trip_as_empty_messages() {
         let (mut tx, mut rx) = pair();
         let mut buf = HeapBuf::new(128, 64);
-        keepalive(&mut buf, &mut tx).unwrap();
+        // A keepalive is an empty packet encapsulated.
+        encapsulate(&mut buf, &mut tx).unwrap();
         assert_eq!(buf.len(), HEADER_LEN + TAG_LEN);
         assert_eq!(decapsulate(&mut buf, &mut rx), Ok(Decapsulated::Keepalive));
         assert!(buf.is_empty());
