@@ -13,6 +13,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod buf;
+pub mod dpi;
 pub mod dpdk;
 pub mod forward;
 pub mod icmp_error;

@@ -29,9 +29,12 @@
 
 #![forbid(unsafe_code)]
 
+mod dpi_bench;
+mod flowtable_bench;
 mod handshake;
 mod inproc;
 mod pop;
+mod qos_bench;
 mod ringrun;
 mod steal;
 mod wgbench;
@@ -65,6 +68,15 @@ enum Scenario {
     /// Handshakes per second on one core (responder side) with `--peers`
     /// configured peers, with boringtun's responder as the reference.
     Handshake,
+    /// The DPI flow table at `--flows` entries: lookups and inserts per
+    /// second on one core, and bytes per flow. No DPDK.
+    Flowtable,
+    /// Packets per second classifying the capture FILE with the DPI engine,
+    /// with ndpiReader timed on the same capture in the same run. No DPDK.
+    Dpi,
+    /// The QoS scheduler's enqueue-plus-dequeue cost per packet with every
+    /// class active. No DPDK.
+    Qos,
 }
 
 #[derive(Parser, Debug)]
@@ -75,6 +87,8 @@ enum Scenario {
 )]
 pub struct Args {
     scenario: Scenario,
+    /// `dpi`: the pcap or pcapng capture to classify.
+    pub file: Option<std::path::PathBuf>,
     /// Print the result as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -333,6 +347,32 @@ struct Report {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
+    // The pure-code scenarios need no EAL and print their own report.
+    let pure = match args.scenario {
+        Scenario::Flowtable => Some(flowtable_bench::run(&args)),
+        Scenario::Dpi => Some(dpi_bench::run(&args)),
+        Scenario::Qos => Some(qos_bench::run(&args)),
+        _ => None,
+    };
+    if let Some(result) = pure {
+        return match result {
+            Ok(report) => {
+                if args.json {
+                    println!("{report}");
+                } else {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).expect("plain data serialises")
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("patronus-bench: error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match bench(&args) {
         Ok(report) => {
             if args.json {
@@ -472,7 +512,9 @@ fn run_rounds(
                 single_core_rounds.push(wg.decap_single_core(args, tsc_hz)?);
                 main_rounds.push(wg.decap(args, bed, pool, tsc_hz)?);
             }
-            Scenario::Handshake => return Err("handshake has no rounds".into()),
+            Scenario::Handshake | Scenario::Flowtable | Scenario::Dpi | Scenario::Qos => {
+                return Err(format!("{:?} has no ring rounds", args.scenario))
+            }
         }
     }
     let mut extras = Extras::default();

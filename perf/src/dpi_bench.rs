@@ -1,0 +1,7 @@
+//! `dpi`: placeholder until the scenario lands.
+
+use crate::Args;
+
+pub fn run(_args: &Args) -> Result<serde_json::Value, String> {
+    Err("the dpi scenario is not implemented yet".into())
+}

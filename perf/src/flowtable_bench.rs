@@ -1,0 +1,7 @@
+//! `flowtable`: placeholder until the scenario lands.
+
+use crate::Args;
+
+pub fn run(_args: &Args) -> Result<serde_json::Value, String> {
+    Err("the flowtable scenario is not implemented yet".into())
+}
