@@ -169,3 +169,42 @@ netem_apply() {
     ip netns exec "$ns" tc qdisc del dev "$dev" root 2>/dev/null || true
     ip netns exec "$ns" tc qdisc add dev "$dev" root netem "$@"
 }
+
+# netem_available NS — whether this kernel has the netem qdisc (tried on a
+# throw-away dummy link in NS).
+netem_available() {
+    local ns=$1 ok=1
+    ip -n "$ns" link add wanem-probe type dummy 2>/dev/null || return 1
+    ip netns exec "$ns" tc qdisc add dev wanem-probe root netem delay 1ms 2>/dev/null && ok=0
+    ip -n "$ns" link del wanem-probe 2>/dev/null || true
+    return $ok
+}
+
+# wanem_splice NS DEV SPEC FIFO LOG — impair what DEV sends (netem on DEV's
+# egress) without netem: DEV's addresses move to a new veth DEVr, whose
+# peer DEVi is bridged to DEV by scripts/lib/wanem.py applying SPEC on the
+# way out of DEV. Prints wanem's pid. New specs can be written to FIFO.
+wanem_splice() {
+    local ns=$1 dev=$2 spec=$3 fifo=$4 logfile=$5 addr pid
+    local inner=${dev}i outer=${dev}r
+    ip -n "$ns" link add "$inner" type veth peer name "$outer" || return 1
+    for addr in $(ip -n "$ns" -o -4 addr show dev "$dev" | awk '{print $4}'); do
+        ip -n "$ns" addr del "$addr" dev "$dev"
+        ip -n "$ns" addr add "$addr" dev "$outer"
+    done
+    local i
+    for i in "$dev" "$inner" "$outer"; do
+        # wanem forwards whole frames: no GRO/GSO super-frames, real checksums.
+        ip netns exec "$ns" ethtool -K "$i" gro off gso off tso off tx off >/dev/null 2>&1 || true
+        ip -n "$ns" link set "$i" up
+    done
+    ip -n "$ns" link set "$dev" promisc on
+    ip -n "$ns" link set "$inner" promisc on
+    ip netns exec "$ns" python3 "$(dirname "${BASH_SOURCE[0]}")/wanem.py" \
+        --a "$dev" --b "$inner" --impair ba --spec "$spec" --control "$fifo" \
+        >"$logfile" 2>&1 &
+    pid=$!
+    sleep 0.3
+    kill -0 "$pid" 2>/dev/null || { cat "$logfile" >&2; return 1; }
+    echo "$pid"
+}
