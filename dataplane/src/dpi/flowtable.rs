@@ -1,1 +1,1189 @@
-//! Placeholder: filled in by the DPI work.
+//! The DPI engine's per-core flow table: one per worker, owned by its core,
+//! so it takes no locks and no atomics. Fixed capacity, set at construction
+//! and never grown: nothing is allocated after [`FlowTable::new`].
+//!
+//! Layout (docs/performance.md, "DPI flow table"): open addressing over
+//! buckets of [`BUCKET_SLOTS`] slots. A bucket's metadata is one 64-byte
+//! cache line (the ten slots' last-seen stamps, 16-bit tags, and a bitmap
+//! of which slots hold TCP flows); the slots' keys and values live in a
+//! second array, `key | value` packed, at the same index. A flow may live
+//! in either of two buckets chosen by its hash ("two choices"), and a new
+//! flow goes to the emptier one; when both are full, a flow of theirs is
+//! moved to its other bucket if that has room (cuckoo hashing, at most two
+//! moves deep), so the table fills to 99.5% of its capacity before it
+//! evicts anything. A lookup reads the two metadata lines, and
+//! the key and value of the slots whose tag matches (one, almost always).
+//! Scanning tags touches no key, so only a real candidate costs a miss.
+//!
+//! With a 16-byte value that is 64 / 10 + 56 = 62.4 bytes per flow.
+//!
+//! Time: `now` is in the caller's ticks (the TSC on the worker). Each slot
+//! keeps a 32-bit stamp in coarse units of about a millisecond (a power of
+//! two of ticks, chosen from the ticks per second given at construction),
+//! compared with wrapping arithmetic: ages are exact while below 2^32 units
+//! (49 days at 1 ms), which the [`FlowTable::expire`] sweep guarantees for
+//! any idle timeout shorter than that.
+//!
+//! A flow idle for longer than its timeout (TCP or other) is gone: the
+//! sweep removes it a few buckets at a time, and a lookup that finds it
+//! before the sweep does starts a new flow in its slot. When both of a new
+//! flow's buckets are full, the least recently seen of their slots is
+//! evicted, and its key and value are handed back so the caller can
+//! release whatever it attached to them.
+
+use super::key::FlowKey;
+use crate::dpdk::{advise_huge_pages, prefetch};
+
+/// Slots per bucket: ten stamps (40 bytes), ten tags (20) and a 16-bit TCP
+/// bitmap fill one cache line.
+pub const BUCKET_SLOTS: usize = 10;
+
+/// The largest capacity [`FlowTable::new`] accepts (bucket indexes are
+/// derived from 32 bits of the hash).
+pub const MAX_CAPACITY: usize = 1 << 32;
+
+/// The IP protocol number of TCP, which has its own idle timeout.
+const TCP: u8 = 6;
+
+/// One bucket's metadata: a single cache line. A tag of 0 marks an empty
+/// slot.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Bucket {
+    /// When each slot's flow was last seen, in stamp units (wrapping).
+    stamps: [u32; BUCKET_SLOTS],
+    /// 16 bits of each slot's hash, never 0 for an occupied slot.
+    tags: [u16; BUCKET_SLOTS],
+    /// Bit `i`: slot `i` holds a TCP flow (so the TCP timeout applies).
+    tcp: u16,
+}
+
+const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
+const _: () = assert!(BUCKET_SLOTS <= 16);
+
+/// A slot's key and value, in the array parallel to the buckets.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot<V> {
+    key: FlowKey,
+    value: V,
+}
+
+/// The table's bytes per slot, without the few fixed bytes of the struct.
+pub const fn bytes_per_slot_x10<V>() -> usize {
+    (std::mem::size_of::<Bucket>() * 10).div_ceil(BUCKET_SLOTS)
+        + std::mem::size_of::<Slot<V>>() * 10
+}
+
+// The bound: at most 64 bytes per flow with the DPI's 16-byte state
+// (the worst 16-byte value is 8-aligned, which pads the 38-byte key to 40).
+const _: () = assert!(bytes_per_slot_x10::<[u64; 2]>() <= 640);
+const _: () = assert!(bytes_per_slot_x10::<super::engine::FlowDpi>() <= 640);
+const _: () = assert!(std::mem::size_of::<super::engine::FlowDpi>() <= 16);
+
+/// Construction settings (from the config's `[dpi]` section).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowTableConfig {
+    /// Flows the table holds; rounded up to a multiple of
+    /// [`BUCKET_SLOTS`].
+    pub capacity: usize,
+    /// Ticks of the caller's clock per second (the TSC frequency on a
+    /// worker); chooses the stamp unit, the largest power of two of ticks
+    /// not above a millisecond.
+    pub ticks_per_second: u64,
+    /// A TCP flow idle for longer than this many ticks is expired.
+    pub tcp_idle_timeout: u64,
+    /// A flow of any other protocol idle for longer than this many ticks
+    /// is expired.
+    pub other_idle_timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FlowTableError {
+    #[error("flow table capacity {0} is out of range (1 to 2^32)")]
+    Capacity(usize),
+    #[error("cannot allocate {0} bytes for the flow table")]
+    Alloc(usize),
+}
+
+/// Counters since construction. `lookups` and `hits` count
+/// [`FlowTable::lookup_or_insert`] calls (the per-packet path); `get` is
+/// not counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowTableStats {
+    pub lookups: u64,
+    /// Lookups that found their flow live.
+    pub hits: u64,
+    /// New flows (lookups that did not hit).
+    pub inserts: u64,
+    /// Live flows dropped to make room for a new one.
+    pub evictions: u64,
+    /// Flows removed for idling: by the sweep, or replaced when found idle.
+    pub expirations: u64,
+}
+
+/// Why a flow left its slot to make room for a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisplaceReason {
+    /// Both buckets were full of live flows; this was the least recently
+    /// seen.
+    Evicted,
+    /// It had been idle for longer than its timeout.
+    Expired,
+}
+
+/// A flow that left the table, handed back so side state can be released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Displaced<V> {
+    pub key: FlowKey,
+    pub value: V,
+    pub reason: DisplaceReason,
+}
+
+/// How [`FlowTable::lookup_or_insert`] found its flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind<V> {
+    /// The flow was in the table.
+    Hit,
+    /// A new flow, in a free slot.
+    Inserted,
+    /// A new flow, in the slot of the flow returned. For
+    /// [`DisplaceReason::Expired`] that may be the same key: the flow had
+    /// idled out, and this packet starts it over.
+    Replaced(Displaced<V>),
+}
+
+/// The result of [`FlowTable::lookup_or_insert`]: the flow's value (all
+/// `Default` for a new flow) and how it was found.
+#[derive(Debug)]
+pub struct Entry<'t, V> {
+    pub value: &'t mut V,
+    pub kind: EntryKind<V>,
+}
+
+impl<V> Entry<'_, V> {
+    /// The flow was not in the table (its value is `Default`).
+    pub fn is_new(&self) -> bool {
+        !matches!(self.kind, EntryKind::Hit)
+    }
+}
+
+/// The per-core flow table, generic over the per-flow value.
+#[derive(Debug)]
+pub struct FlowTable<V> {
+    buckets: Vec<Bucket>,
+    slots: Vec<Slot<V>>,
+    len: usize,
+    /// A stamp unit is `1 << shift` ticks.
+    shift: u32,
+    /// Idle timeouts in stamp units, rounded up.
+    tcp_timeout: u32,
+    other_timeout: u32,
+    /// The next bucket the expiry sweep visits.
+    cursor: usize,
+    /// Picks which flows [`FlowTable::make_room`] tries to move two steps.
+    kick: usize,
+    stats: FlowTableStats,
+}
+
+impl<V: Copy + Default> FlowTable<V> {
+    /// A table for `config.capacity` flows, all of it allocated (and
+    /// zeroed) here.
+    pub fn new(config: &FlowTableConfig) -> Result<FlowTable<V>, FlowTableError> {
+        if config.capacity == 0 || config.capacity > MAX_CAPACITY {
+            return Err(FlowTableError::Capacity(config.capacity));
+        }
+        let nbuckets = config.capacity.div_ceil(BUCKET_SLOTS);
+        let nslots = nbuckets * BUCKET_SLOTS;
+        let bytes =
+            nbuckets * std::mem::size_of::<Bucket>() + nslots * std::mem::size_of::<Slot<V>>();
+        let mut buckets = Vec::new();
+        let mut slots = Vec::new();
+        buckets
+            .try_reserve_exact(nbuckets)
+            .and_then(|()| slots.try_reserve_exact(nslots))
+            .map_err(|_| FlowTableError::Alloc(bytes))?;
+        // Before the first write, so the pages fault in huge.
+        advise_huge_pages(&mut buckets);
+        advise_huge_pages(&mut slots);
+        buckets.resize(nbuckets, Bucket::default());
+        slots.resize(nslots, Slot::default());
+        let unit = config.ticks_per_second / 1000;
+        let shift = if unit <= 1 {
+            0
+        } else {
+            63 - unit.leading_zeros()
+        };
+        let to_units = |ticks: u64| {
+            let units = (ticks >> shift) + u64::from(ticks & ((1u64 << shift) - 1) != 0);
+            u32::try_from(units).unwrap_or(u32::MAX)
+        };
+        Ok(FlowTable {
+            buckets,
+            slots,
+            len: 0,
+            shift,
+            tcp_timeout: to_units(config.tcp_idle_timeout),
+            other_timeout: to_units(config.other_idle_timeout),
+            cursor: 0,
+            kick: 0,
+            stats: FlowTableStats::default(),
+        })
+    }
+
+    /// The flow of `key` (whose hash is `hash`, e.g. [`FlowKey::hash64`];
+    /// the same key must always come with the same hash), inserted with a
+    /// `Default` value if it is not in the table or had idled out. Marks it
+    /// seen at `now`.
+    #[inline]
+    pub fn lookup_or_insert(&mut self, key: &FlowKey, hash: u64, now: u64) -> Entry<'_, V> {
+        self.stats.lookups += 1;
+        let now = self.stamp(now);
+        let (b1, b2, tag) = self.place(hash);
+        if let Some((b, i)) = self.find(key, b1, b2, tag) {
+            let idx = b * BUCKET_SLOTS + i;
+            let idle = self.is_idle(b, i, now);
+            self.buckets[b].stamps[i] = now;
+            let slot = &mut self.slots[idx];
+            if !idle {
+                self.stats.hits += 1;
+                return Entry {
+                    value: &mut slot.value,
+                    kind: EntryKind::Hit,
+                };
+            }
+            // It idled out and the sweep has not got here yet: this packet
+            // starts a new flow with the same key.
+            let old = std::mem::take(&mut slot.value);
+            self.stats.expirations += 1;
+            self.stats.inserts += 1;
+            return Entry {
+                value: &mut slot.value,
+                kind: EntryKind::Replaced(Displaced {
+                    key: *key,
+                    value: old,
+                    reason: DisplaceReason::Expired,
+                }),
+            };
+        }
+        let free1 = empty_mask(&self.buckets[b1]);
+        let free2 = if b2 == b1 {
+            0
+        } else {
+            empty_mask(&self.buckets[b2])
+        };
+        let (b, i, displaced) = if free1 | free2 != 0 {
+            let b = if free1.count_ones() >= free2.count_ones() {
+                b1
+            } else {
+                b2
+            };
+            let free = if b == b1 { free1 } else { free2 };
+            self.len += 1;
+            (b, free.trailing_zeros() as usize, None)
+        } else if let Some((b, i)) = self.make_room(b1, b2) {
+            self.len += 1;
+            (b, i, None)
+        } else {
+            let (b, i) = self.oldest(b1, b2, now);
+            let reason = if self.is_idle(b, i, now) {
+                self.stats.expirations += 1;
+                DisplaceReason::Expired
+            } else {
+                self.stats.evictions += 1;
+                DisplaceReason::Evicted
+            };
+            let old = self.slots[b * BUCKET_SLOTS + i];
+            (
+                b,
+                i,
+                Some(Displaced {
+                    key: old.key,
+                    value: old.value,
+                    reason,
+                }),
+            )
+        };
+        self.stats.inserts += 1;
+        let bucket = &mut self.buckets[b];
+        bucket.tags[i] = tag;
+        bucket.stamps[i] = now;
+        let bit = 1u16 << i;
+        bucket.tcp = if key.proto == TCP {
+            bucket.tcp | bit
+        } else {
+            bucket.tcp & !bit
+        };
+        let slot = &mut self.slots[b * BUCKET_SLOTS + i];
+        *slot = Slot {
+            key: *key,
+            value: V::default(),
+        };
+        Entry {
+            value: &mut slot.value,
+            kind: match displaced {
+                None => EntryKind::Inserted,
+                Some(d) => EntryKind::Replaced(d),
+            },
+        }
+    }
+
+    /// Prefetches the metadata lines of a burst's flows, then the slots
+    /// whose tags match, so that the lookups that follow find them in
+    /// cache: the misses of the whole burst overlap instead of queueing one
+    /// behind another (as DPDK's l3fwd and `rte_hash_lookup_bulk` do).
+    pub fn prefetch(&self, hashes: &[u64]) {
+        for &hash in hashes {
+            let (b1, b2, _) = self.place(hash);
+            prefetch(&self.buckets[b1]);
+            prefetch(&self.buckets[b2]);
+        }
+        for &hash in hashes {
+            let (b1, b2, tag) = self.place(hash);
+            for b in [b1, b2] {
+                let mut m = tag_mask(&self.buckets[b], tag);
+                while m != 0 {
+                    let slot = &self.slots[b * BUCKET_SLOTS + m.trailing_zeros() as usize];
+                    // A slot is not line-aligned: its key and value may
+                    // straddle two lines.
+                    prefetch(&slot.key);
+                    prefetch(&slot.value);
+                    m &= m - 1;
+                }
+            }
+        }
+    }
+
+    /// [`FlowTable::lookup_or_insert`] for a burst: [`FlowTable::prefetch`]
+    /// first, then `f(i, entry)` for each `keys[i]`, in order (the entry's
+    /// borrow ends before the next lookup, so a later insert of the burst
+    /// cannot invalidate it). Stops at the shorter of `keys` and `hashes`.
+    pub fn lookup_or_insert_burst<F>(
+        &mut self,
+        keys: &[FlowKey],
+        hashes: &[u64],
+        now: u64,
+        mut f: F,
+    ) where
+        F: FnMut(usize, Entry<'_, V>),
+    {
+        let n = keys.len().min(hashes.len());
+        self.prefetch(&hashes[..n]);
+        for (i, (key, &hash)) in keys.iter().zip(hashes).enumerate() {
+            f(i, self.lookup_or_insert(key, hash, now));
+        }
+    }
+
+    /// The value of a live flow (None if absent or idle at `now`). Does not
+    /// mark it seen, and is not counted in [`FlowTable::stats`].
+    pub fn get(&self, key: &FlowKey, hash: u64, now: u64) -> Option<&V> {
+        let (b1, b2, tag) = self.place(hash);
+        let (b, i) = self.find(key, b1, b2, tag)?;
+        if self.is_idle(b, i, self.stamp(now)) {
+            return None;
+        }
+        Some(&self.slots[b * BUCKET_SLOTS + i].value)
+    }
+
+    /// Removes a flow and returns its value, even if it had idled out and
+    /// the sweep had not removed it yet (so side state can be released).
+    pub fn remove(&mut self, key: &FlowKey, hash: u64) -> Option<V> {
+        let (b1, b2, tag) = self.place(hash);
+        let (b, i) = self.find(key, b1, b2, tag)?;
+        self.buckets[b].tags[i] = 0;
+        self.len -= 1;
+        Some(self.slots[b * BUCKET_SLOTS + i].value)
+    }
+
+    /// Removes the flows idle at `now` from the next `budget` buckets (a
+    /// bucket is ten slots and one cache line), resuming where the last
+    /// call stopped. Returns how many flows it removed. Calling it once per
+    /// burst with a small budget sweeps the whole table every
+    /// `bucket_count() / budget` bursts.
+    pub fn expire(&mut self, now: u64, budget: usize) -> usize {
+        self.expire_with(now, budget, |_, _| {})
+    }
+
+    /// [`FlowTable::expire`], calling `f(key, value)` for each flow removed.
+    pub fn expire_with<F>(&mut self, now: u64, budget: usize, mut f: F) -> usize
+    where
+        F: FnMut(&FlowKey, V),
+    {
+        let now = self.stamp(now);
+        let nbuckets = self.buckets.len();
+        let mut removed = 0;
+        for _ in 0..budget.min(nbuckets) {
+            let b = self.cursor;
+            self.cursor = if b + 1 == nbuckets { 0 } else { b + 1 };
+            let mut m = !empty_mask(&self.buckets[b]) & full_mask();
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                m &= m - 1;
+                if self.is_idle(b, i, now) {
+                    self.buckets[b].tags[i] = 0;
+                    let slot = &self.slots[b * BUCKET_SLOTS + i];
+                    f(&slot.key, slot.value);
+                    removed += 1;
+                }
+            }
+        }
+        self.len -= removed;
+        self.stats.expirations += removed as u64;
+        removed
+    }
+
+    /// Flows in the table, including idle ones the sweep has not reached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Slots: the configured capacity rounded up to a multiple of
+    /// [`BUCKET_SLOTS`].
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Buckets (the unit of [`FlowTable::expire`]'s budget).
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Every byte the table holds: the struct and both arrays.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.buckets.capacity() * std::mem::size_of::<Bucket>()
+            + self.slots.capacity() * std::mem::size_of::<Slot<V>>()
+    }
+
+    pub fn stats(&self) -> FlowTableStats {
+        self.stats
+    }
+
+    /// The flows in the table, in slot order, including idle ones the sweep
+    /// has not reached.
+    pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &V)> + '_ {
+        self.buckets
+            .iter()
+            .enumerate()
+            .flat_map(move |(b, bucket)| {
+                (0..BUCKET_SLOTS)
+                    .filter(move |&i| bucket.tags[i] != 0)
+                    .map(move |i| {
+                        let slot = &self.slots[b * BUCKET_SLOTS + i];
+                        (&slot.key, &slot.value)
+                    })
+            })
+    }
+
+    /// `now` in stamp units.
+    #[inline]
+    fn stamp(&self, now: u64) -> u32 {
+        (now >> self.shift) as u32
+    }
+
+    /// A hash's two buckets and its tag. The first bucket comes from the
+    /// high 32 bits and the tag from the low 16; the second bucket is
+    /// [`FlowTable::alternate`] of the first, so a flow can be moved
+    /// between its two buckets knowing only its tag.
+    #[inline]
+    fn place(&self, hash: u64) -> (usize, usize, u16) {
+        let nbuckets = self.buckets.len() as u64;
+        let b1 = (((hash >> 32) * nbuckets) >> 32) as usize;
+        let tag = hash as u16;
+        let tag = tag | u16::from(tag == 0);
+        (b1, self.alternate(b1, tag), tag)
+    }
+
+    /// The other bucket of a flow in bucket `b` with tag `tag`:
+    /// `(c(tag) - b) mod n`, its own inverse.
+    #[inline]
+    fn alternate(&self, b: usize, tag: u16) -> usize {
+        let n = self.buckets.len();
+        let c = ((u64::from(tag) * n as u64) >> 16) as usize;
+        let x = c + n - b;
+        if x >= n {
+            x - n
+        } else {
+            x
+        }
+    }
+
+    /// The bucket and slot of `key`, if present (live or idle).
+    #[inline]
+    fn find(&self, key: &FlowKey, b1: usize, b2: usize, tag: u16) -> Option<(usize, usize)> {
+        for b in [b1, b2] {
+            let mut m = tag_mask(&self.buckets[b], tag);
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                if self.slots[b * BUCKET_SLOTS + i].key == *key {
+                    return Some((b, i));
+                }
+                m &= m - 1;
+            }
+            if b2 == b1 {
+                break;
+            }
+        }
+        None
+    }
+
+    #[inline]
+    fn is_idle(&self, b: usize, i: usize, now: u32) -> bool {
+        let bucket = &self.buckets[b];
+        let timeout = if bucket.tcp & (1 << i) != 0 {
+            self.tcp_timeout
+        } else {
+            self.other_timeout
+        };
+        now.wrapping_sub(bucket.stamps[i]) > timeout
+    }
+
+    /// Frees a slot in one of two full buckets by moving their flows to
+    /// their other buckets (cuckoo hashing, two steps deep at most): this
+    /// lets the table fill to its capacity before it evicts. Returns the
+    /// freed slot. Costs up to 40 metadata lines, and only when both of a
+    /// new flow's buckets are full.
+    fn make_room(&mut self, b1: usize, b2: usize) -> Option<(usize, usize)> {
+        if self.len >= self.slots.len() {
+            // Full: no slot anywhere to move to (a flood of new flows into
+            // a full table pays for no search).
+            return None;
+        }
+        // One step: a flow of b1 or b2 whose other bucket has room.
+        for b in [b1, b2] {
+            for i in 0..BUCKET_SLOTS {
+                let alt = self.alternate(b, self.buckets[b].tags[i]);
+                if alt != b1 && alt != b2 {
+                    if let Some(j) = first_empty(&self.buckets[alt]) {
+                        self.move_flow((b, i), (alt, j));
+                        return Some((b, i));
+                    }
+                }
+            }
+        }
+        // Two steps, from two of the twenty (a different pair each time):
+        // a flow of its full other bucket moves on, then it takes its place.
+        for _ in 0..2 {
+            self.kick = self.kick.wrapping_add(7);
+            let k = self.kick % (2 * BUCKET_SLOTS);
+            let (b, i) = if k < BUCKET_SLOTS {
+                (b1, k)
+            } else {
+                (b2, k - BUCKET_SLOTS)
+            };
+            let alt = self.alternate(b, self.buckets[b].tags[i]);
+            if alt == b1 || alt == b2 {
+                continue;
+            }
+            for j in 0..BUCKET_SLOTS {
+                let alt2 = self.alternate(alt, self.buckets[alt].tags[j]);
+                if alt2 != alt && alt2 != b1 && alt2 != b2 {
+                    if let Some(free) = first_empty(&self.buckets[alt2]) {
+                        self.move_flow((alt, j), (alt2, free));
+                        self.move_flow((b, i), (alt, j));
+                        return Some((b, i));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Moves the flow in slot `from` to the empty slot `to`.
+    fn move_flow(&mut self, from: (usize, usize), to: (usize, usize)) {
+        let (fb, fi) = from;
+        let (tb, ti) = to;
+        let src = self.buckets[fb];
+        let dst = &mut self.buckets[tb];
+        dst.tags[ti] = src.tags[fi];
+        dst.stamps[ti] = src.stamps[fi];
+        dst.tcp = (dst.tcp & !(1 << ti)) | (((src.tcp >> fi) & 1) << ti);
+        self.buckets[fb].tags[fi] = 0;
+        self.slots[tb * BUCKET_SLOTS + ti] = self.slots[fb * BUCKET_SLOTS + fi];
+    }
+
+    /// The least recently seen slot of two full buckets (the first of
+    /// equals).
+    fn oldest(&self, b1: usize, b2: usize, now: u32) -> (usize, usize) {
+        let mut best = (b1, 0, 0u32);
+        for b in [b1, b2] {
+            for (i, &stamp) in self.buckets[b].stamps.iter().enumerate() {
+                let age = now.wrapping_sub(stamp);
+                if age > best.2 {
+                    best = (b, i, age);
+                }
+            }
+        }
+        (best.0, best.1)
+    }
+}
+
+/// Bits of the slots whose tag is `tag`.
+#[inline]
+fn tag_mask(bucket: &Bucket, tag: u16) -> u16 {
+    let mut m = 0u16;
+    for (i, &t) in bucket.tags.iter().enumerate() {
+        m |= u16::from(t == tag) << i;
+    }
+    m
+}
+
+#[inline]
+fn empty_mask(bucket: &Bucket) -> u16 {
+    tag_mask(bucket, 0)
+}
+
+#[inline]
+fn first_empty(bucket: &Bucket) -> Option<usize> {
+    let m = empty_mask(bucket);
+    (m != 0).then(|| m.trailing_zeros() as usize)
+}
+
+#[inline]
+const fn full_mask() -> u16 {
+    ((1u32 << BUCKET_SLOTS) - 1) as u16
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dpi::engine::FlowDpi;
+    use std::collections::HashMap;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    /// One tick per millisecond: the stamp unit is one tick, so ages are
+    /// exact.
+    fn config(capacity: usize) -> FlowTableConfig {
+        FlowTableConfig {
+            capacity,
+            ticks_per_second: 1000,
+            tcp_idle_timeout: 300_000,
+            other_idle_timeout: 30_000,
+        }
+    }
+
+    fn table<V: Copy + Default>(capacity: usize) -> FlowTable<V> {
+        FlowTable::new(&config(capacity)).unwrap()
+    }
+
+    /// A distinct UDP (or, with `proto`, other) IPv4 flow per `n`.
+    fn flow(proto: u8, n: u32) -> FlowKey {
+        let src = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n));
+        let dst = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        FlowKey::new(proto, src, 40_000 + (n % 20_000) as u16, dst, 443).0
+    }
+
+    /// splitmix64: a deterministic PRNG for the randomized tests.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn both_directions_hit(proto: u8, a: &str, b: &str) {
+        let (a, b): (IpAddr, IpAddr) = (a.parse().unwrap(), b.parse().unwrap());
+        let mut t = table::<u32>(100);
+        let (fwd, _) = FlowKey::new(proto, a, 51_000, b, 443);
+        let (rev, _) = FlowKey::new(proto, b, 443, a, 51_000);
+        let e = t.lookup_or_insert(&fwd, fwd.hash64(), 1);
+        assert_eq!(e.kind, EntryKind::Inserted);
+        *e.value = 7;
+        let e = t.lookup_or_insert(&rev, rev.hash64(), 2);
+        assert_eq!(e.kind, EntryKind::Hit);
+        assert_eq!(*e.value, 7);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.get(&fwd, fwd.hash64(), 3), Some(&7));
+    }
+
+    #[test]
+    fn both_directions_of_an_ipv4_flow_hit_one_entry() {
+        both_directions_hit(6, "10.0.0.1", "93.184.216.34");
+    }
+
+    #[test]
+    fn both_directions_of_an_ipv6_flow_hit_one_entry() {
+        both_directions_hit(17, "2001:db8::1", "2001:db8:ffff::2");
+    }
+
+    #[test]
+    fn ipv4_and_ipv6_flows_and_protocols_are_distinct() {
+        let mut t = table::<u8>(100);
+        let v4 = FlowKey::new(
+            17,
+            "10.0.0.1".parse().unwrap(),
+            1,
+            "10.0.0.2".parse().unwrap(),
+            2,
+        )
+        .0;
+        let v6 = FlowKey::new(
+            17,
+            "::a00:1".parse().unwrap(),
+            1,
+            "::a00:2".parse().unwrap(),
+            2,
+        )
+        .0;
+        let tcp = FlowKey { proto: 6, ..v4 };
+        for (n, k) in [v4, v6, tcp].iter().enumerate() {
+            *t.lookup_or_insert(k, k.hash64(), 0).value = n as u8 + 1;
+        }
+        assert_eq!(t.len(), 3);
+        for (n, k) in [v4, v6, tcp].iter().enumerate() {
+            assert_eq!(t.get(k, k.hash64(), 0), Some(&(n as u8 + 1)));
+        }
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_least_recently_seen_flow() {
+        // One bucket: both choices are the same bucket.
+        let mut t = table::<u32>(BUCKET_SLOTS);
+        assert_eq!(t.bucket_count(), 1);
+        for n in 0..BUCKET_SLOTS as u32 {
+            let k = flow(17, n);
+            *t.lookup_or_insert(&k, k.hash64(), u64::from(n)).value = n + 100;
+        }
+        assert_eq!(t.len(), BUCKET_SLOTS);
+        // Flow 0 is seen again, so flow 1 is now the oldest.
+        let k0 = flow(17, 0);
+        assert_eq!(
+            t.lookup_or_insert(&k0, k0.hash64(), 20).kind,
+            EntryKind::Hit
+        );
+        let new = flow(17, 1000);
+        let e = t.lookup_or_insert(&new, new.hash64(), 21);
+        assert_eq!(
+            e.kind,
+            EntryKind::Replaced(Displaced {
+                key: flow(17, 1),
+                value: 101,
+                reason: DisplaceReason::Evicted,
+            })
+        );
+        assert_eq!(*e.value, 0, "a new flow starts from Default");
+        assert_eq!(t.len(), BUCKET_SLOTS);
+        assert_eq!(t.get(&flow(17, 1), flow(17, 1).hash64(), 21), None);
+        // Next oldest: flow 2.
+        let new2 = flow(17, 1001);
+        match t.lookup_or_insert(&new2, new2.hash64(), 22).kind {
+            EntryKind::Replaced(d) => assert_eq!(d.key, flow(17, 2)),
+            other => panic!("expected an eviction, got {other:?}"),
+        }
+        assert_eq!(t.stats().evictions, 2);
+    }
+
+    #[test]
+    fn expire_removes_idle_flows_with_the_timeout_of_their_protocol() {
+        let mut t = table::<u8>(1000);
+        let (tcp, udp) = (flow(6, 1), flow(17, 2));
+        t.lookup_or_insert(&tcp, tcp.hash64(), 0);
+        t.lookup_or_insert(&udp, udp.hash64(), 0);
+        let all = t.bucket_count();
+        // Idle for exactly the timeout: still there.
+        assert_eq!(t.expire(30_000, all), 0);
+        assert_eq!(t.expire(30_001, all), 1);
+        assert_eq!(t.get(&udp, udp.hash64(), 30_001), None);
+        assert!(t.get(&tcp, tcp.hash64(), 30_001).is_some());
+        assert_eq!(t.expire(300_000, all), 0);
+        let mut gone = Vec::new();
+        assert_eq!(t.expire_with(300_001, all, |k, _| gone.push(*k)), 1);
+        assert_eq!(gone, [tcp]);
+        assert!(t.is_empty());
+        assert_eq!(t.stats().expirations, 2);
+    }
+
+    #[test]
+    fn seeing_a_flow_postpones_its_expiry() {
+        let mut t = table::<u8>(100);
+        let k = flow(17, 5);
+        t.lookup_or_insert(&k, k.hash64(), 0);
+        t.lookup_or_insert(&k, k.hash64(), 25_000);
+        assert_eq!(t.expire(50_000, t.bucket_count()), 0);
+        assert_eq!(t.expire(55_001, t.bucket_count()), 1);
+    }
+
+    #[test]
+    fn expire_visits_only_its_budget_of_buckets_per_call() {
+        let mut t = table::<u8>(100 * BUCKET_SLOTS);
+        for n in 0..500 {
+            let k = flow(17, n);
+            t.lookup_or_insert(&k, k.hash64(), 0);
+        }
+        let nb = t.bucket_count();
+        let mut removed = 0;
+        let mut calls = 0;
+        while removed < 500 {
+            let r = t.expire(1_000_000, 7);
+            assert!(r <= 7 * BUCKET_SLOTS);
+            removed += r;
+            calls += 1;
+            assert!(calls <= nb.div_ceil(7), "one pass sweeps every bucket");
+        }
+        assert_eq!(removed, 500);
+        assert!(t.is_empty());
+        assert_eq!(t.expire(2_000_000, 0), 0);
+    }
+
+    #[test]
+    fn an_idle_flow_found_before_the_sweep_starts_over() {
+        let mut t = table::<u32>(100);
+        let k = flow(17, 9);
+        *t.lookup_or_insert(&k, k.hash64(), 0).value = 42;
+        let e = t.lookup_or_insert(&k, k.hash64(), 30_001);
+        assert_eq!(
+            e.kind,
+            EntryKind::Replaced(Displaced {
+                key: k,
+                value: 42,
+                reason: DisplaceReason::Expired,
+            })
+        );
+        assert_eq!(*e.value, 0);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            t.lookup_or_insert(&k, k.hash64(), 30_002).kind,
+            EntryKind::Hit
+        );
+    }
+
+    #[test]
+    fn a_full_bucket_reuses_an_idle_slot_as_an_expiry() {
+        let mut t = table::<u32>(BUCKET_SLOTS);
+        for n in 0..BUCKET_SLOTS as u32 {
+            let k = flow(17, n);
+            t.lookup_or_insert(&k, k.hash64(), 40_000 * u64::from(n == 3));
+        }
+        // At 70,000 only flow 3 (seen at 40,000) is not idle.
+        let new = flow(17, 77);
+        match t.lookup_or_insert(&new, new.hash64(), 70_000).kind {
+            EntryKind::Replaced(d) => {
+                assert_eq!(d.key, flow(17, 0));
+                assert_eq!(d.reason, DisplaceReason::Expired);
+            }
+            other => panic!("expected a replacement, got {other:?}"),
+        }
+        assert_eq!(t.stats().expirations, 1);
+        assert_eq!(t.stats().evictions, 0);
+    }
+
+    #[test]
+    fn counters_are_exact() {
+        let mut t = table::<u8>(BUCKET_SLOTS);
+        for n in 0..12 {
+            let k = flow(17, n);
+            t.lookup_or_insert(&k, k.hash64(), u64::from(n));
+        }
+        for n in 2..12 {
+            let k = flow(17, n);
+            assert!(!t.lookup_or_insert(&k, k.hash64(), 20).is_new());
+        }
+        let k = flow(17, 0);
+        assert!(t.get(&k, k.hash64(), 20).is_none());
+        assert_eq!(t.expire(100_000, 1), 10);
+        assert_eq!(
+            t.stats(),
+            FlowTableStats {
+                lookups: 22,
+                hits: 10,
+                inserts: 12,
+                evictions: 2,
+                expirations: 10,
+            }
+        );
+    }
+
+    #[test]
+    fn remove_frees_the_slot_and_returns_the_value() {
+        let mut t = table::<u32>(100);
+        let k = flow(6, 3);
+        *t.lookup_or_insert(&k, k.hash64(), 0).value = 9;
+        assert_eq!(t.remove(&k, k.hash64()), Some(9));
+        assert_eq!(t.remove(&k, k.hash64()), None);
+        assert!(t.is_empty());
+        assert_eq!(t.iter().count(), 0);
+        assert_eq!(
+            t.lookup_or_insert(&k, k.hash64(), 1).kind,
+            EntryKind::Inserted
+        );
+    }
+
+    #[test]
+    fn stamps_wrap_around_without_expiring_live_flows() {
+        let mut t = table::<u8>(100);
+        let k = flow(17, 1);
+        let start = (1u64 << 32) - 10_000;
+        t.lookup_or_insert(&k, k.hash64(), start);
+        assert_eq!(t.expire(start + 20_000, t.bucket_count()), 0);
+        assert_eq!(
+            t.lookup_or_insert(&k, k.hash64(), start + 20_000).kind,
+            EntryKind::Hit
+        );
+        assert_eq!(t.expire(start + 50_001, t.bucket_count()), 1);
+    }
+
+    #[test]
+    fn the_stamp_unit_is_about_a_millisecond_and_timeouts_round_up() {
+        // A 2.5 GHz TSC: units of 2^21 ticks (0.84 ms).
+        let t = FlowTable::<u8>::new(&FlowTableConfig {
+            capacity: 10,
+            ticks_per_second: 2_500_000_000,
+            tcp_idle_timeout: 7200 * 2_500_000_000,
+            other_idle_timeout: 1,
+        })
+        .unwrap();
+        assert_eq!(t.shift, 21);
+        assert_eq!(t.other_timeout, 1);
+        assert_eq!(
+            u64::from(t.tcp_timeout),
+            (7200 * 2_500_000_000u64).div_ceil(1 << 21)
+        );
+    }
+
+    #[test]
+    fn same_hash_collisions_evict_but_never_confuse_keys() {
+        let mut t = table::<u32>(1000);
+        // Every key with the same hash: two buckets' worth of slots, then
+        // evictions of the oldest, and each lookup still finds its own key.
+        for n in 0..100u32 {
+            let k = flow(17, n);
+            let e = t.lookup_or_insert(&k, 0xdead_beef_0000_0000, u64::from(n));
+            assert!(e.is_new());
+            *e.value = n;
+            if n >= 2 * BUCKET_SLOTS as u32 {
+                match e.kind {
+                    EntryKind::Replaced(d) => {
+                        assert_eq!(d.key, flow(17, n - 2 * BUCKET_SLOTS as u32));
+                        assert_eq!(d.value, n - 2 * BUCKET_SLOTS as u32);
+                    }
+                    other => panic!("expected an eviction, got {other:?}"),
+                }
+            }
+        }
+        assert!(t.len() <= 2 * BUCKET_SLOTS);
+        for n in 80..100u32 {
+            assert_eq!(t.get(&flow(17, n), 0xdead_beef_0000_0000, 100), Some(&n));
+        }
+        // Hash 0 and a zero tag are not special.
+        let k = flow(6, 1);
+        assert!(t.lookup_or_insert(&k, 0, 0).is_new());
+        assert!(!t.lookup_or_insert(&k, 0, 0).is_new());
+        assert_eq!(t.remove(&k, 0), Some(0));
+    }
+
+    #[test]
+    fn capacity_is_rounded_up_and_bounded() {
+        assert_eq!(table::<u8>(1).capacity(), BUCKET_SLOTS);
+        assert_eq!(table::<u8>(1_000_001).capacity(), 1_000_010);
+        assert!(matches!(
+            FlowTable::<u8>::new(&config(0)),
+            Err(FlowTableError::Capacity(0))
+        ));
+        assert!(matches!(
+            FlowTable::<u8>::new(&config(MAX_CAPACITY + 1)),
+            Err(FlowTableError::Capacity(_))
+        ));
+    }
+
+    #[test]
+    fn a_million_flows_fit_in_64_bytes_each() {
+        let cap = 1_000_000;
+        for bytes in [
+            FlowTable::<[u64; 2]>::new(&config(cap))
+                .unwrap()
+                .memory_bytes(),
+            FlowTable::<FlowDpi>::new(&config(cap))
+                .unwrap()
+                .memory_bytes(),
+        ] {
+            assert!(bytes <= 64 * cap, "{bytes} bytes for {cap} flows");
+        }
+        let t = FlowTable::<[u64; 2]>::new(&config(cap)).unwrap();
+        assert_eq!(t.capacity(), cap);
+        assert_eq!(
+            t.memory_bytes(),
+            62_400_000 + std::mem::size_of::<FlowTable<[u64; 2]>>()
+        );
+    }
+
+    #[test]
+    fn a_table_filled_to_capacity_keeps_almost_every_flow() {
+        let cap = 100_000;
+        let mut t = table::<u32>(cap);
+        let mut rng = Rng(1);
+        let mut keys = Vec::new();
+        let mut evicted = std::collections::HashSet::new();
+        for n in 0..cap as u32 {
+            let (a, b) = (rng.next(), rng.next());
+            let k = FlowKey::new(
+                17,
+                IpAddr::V4(Ipv4Addr::from(a as u32)),
+                (a >> 32) as u16,
+                IpAddr::V4(Ipv4Addr::from(b as u32)),
+                (b >> 32) as u16,
+            )
+            .0;
+            let e = t.lookup_or_insert(&k, k.hash64(), 0);
+            *e.value = n;
+            if let EntryKind::Replaced(d) = e.kind {
+                evicted.insert(d.key);
+            }
+            keys.push(k);
+        }
+        // Two choices of ten slots, and flows moved to their other bucket
+        // to make room: under 1% of flows evicted at 100% load.
+        assert!(t.stats().evictions < cap as u64 / 100, "{:?}", t.stats());
+        assert_eq!(t.len() as u64 + t.stats().evictions, cap as u64);
+        for (n, k) in keys.iter().enumerate() {
+            let want = (!evicted.contains(k)).then_some(n as u32);
+            assert_eq!(t.get(k, k.hash64(), 0).copied(), want);
+        }
+    }
+
+    #[test]
+    fn burst_lookups_match_single_lookups() {
+        let mut a = table::<u32>(200);
+        let mut b = table::<u32>(200);
+        let keys: Vec<FlowKey> = (0..32).map(|n| flow(17, n % 20)).collect();
+        let hashes: Vec<u64> = keys.iter().map(FlowKey::hash64).collect();
+        let mut kinds = Vec::new();
+        a.lookup_or_insert_burst(&keys, &hashes, 5, |i, e| {
+            *e.value += i as u32;
+            kinds.push(e.kind);
+        });
+        for (i, k) in keys.iter().enumerate() {
+            let e = b.lookup_or_insert(k, k.hash64(), 5);
+            *e.value += i as u32;
+            assert_eq!(e.kind, kinds[i]);
+        }
+        assert_eq!(a.stats(), b.stats());
+        let mut x: Vec<_> = a.iter().map(|(k, v)| (*k, *v)).collect();
+        let mut y: Vec<_> = b.iter().map(|(k, v)| (*k, *v)).collect();
+        x.sort_by_key(|p| p.0.hash64());
+        y.sort_by_key(|p| p.0.hash64());
+        assert_eq!(x, y);
+        // Mismatched lengths stop at the shorter.
+        let mut n = 0;
+        a.lookup_or_insert_burst(&keys, &hashes[..3], 6, |_, _| n += 1);
+        assert_eq!(n, 3);
+    }
+
+    /// The model: key → (value, last seen).
+    fn check_against_model(
+        capacity: usize,
+        keys: u32,
+        hash_of: impl Fn(&FlowKey) -> u64,
+        seed: u64,
+    ) {
+        let mut t = table::<u64>(capacity);
+        let mut model: HashMap<FlowKey, (u64, u64)> = HashMap::new();
+        let mut rng = Rng(seed);
+        let mut now = 0u64;
+        let timeout = |k: &FlowKey| if k.proto == 6 { 300_000 } else { 30_000 };
+        let idle = |k: &FlowKey, seen: u64, now: u64| now - seen > timeout(k);
+        let mut expected = FlowTableStats::default();
+        for step in 0..20_000u64 {
+            now += rng.below(400);
+            let k = flow(
+                if rng.below(3) == 0 { 6 } else { 17 },
+                rng.below(u64::from(keys)) as u32,
+            );
+            let h = hash_of(&k);
+            match rng.below(10) {
+                0 => {
+                    let got = t.remove(&k, h);
+                    assert_eq!(got, model.remove(&k).map(|(v, _)| v), "step {step}");
+                }
+                1 => {
+                    let got = t.get(&k, h, now).copied();
+                    let want = model
+                        .get(&k)
+                        .filter(|(_, seen)| !idle(&k, *seen, now))
+                        .map(|(v, _)| *v);
+                    assert_eq!(got, want, "step {step}");
+                }
+                2 => {
+                    let n = t.expire_with(now, 3, |gk, gv| {
+                        let (v, seen) = model.remove(gk).expect("expired flow was in the model");
+                        assert_eq!(v, gv);
+                        assert!(idle(gk, seen, now));
+                    });
+                    expected.expirations += n as u64;
+                }
+                _ => {
+                    expected.lookups += 1;
+                    let e = t.lookup_or_insert(&k, h, now);
+                    let live = model
+                        .get(&k)
+                        .filter(|(_, seen)| !idle(&k, *seen, now))
+                        .copied();
+                    match (e.kind, live) {
+                        (EntryKind::Hit, Some((v, _))) => {
+                            expected.hits += 1;
+                            assert_eq!(*e.value, v, "step {step}");
+                        }
+                        (EntryKind::Inserted, None) => {
+                            expected.inserts += 1;
+                            assert!(!model.contains_key(&k));
+                        }
+                        (EntryKind::Replaced(d), None) => {
+                            expected.inserts += 1;
+                            let (v, seen) = model
+                                .remove(&d.key)
+                                .expect("displaced flow was in the model");
+                            assert_eq!(v, d.value, "step {step}");
+                            match d.reason {
+                                DisplaceReason::Expired => {
+                                    expected.expirations += 1;
+                                    assert!(idle(&d.key, seen, now));
+                                }
+                                DisplaceReason::Evicted => {
+                                    expected.evictions += 1;
+                                    assert!(!idle(&d.key, seen, now));
+                                }
+                            }
+                        }
+                        (kind, live) => panic!("step {step}: table {kind:?}, model {live:?}"),
+                    }
+                    let v = rng.next();
+                    *e.value = v;
+                    model.insert(k, (v, now));
+                }
+            }
+            assert_eq!(t.len(), model.len(), "step {step}");
+        }
+        assert_eq!(t.stats(), expected);
+        let mut from_table: Vec<(FlowKey, u64)> = t.iter().map(|(k, v)| (*k, *v)).collect();
+        let mut from_model: Vec<(FlowKey, u64)> =
+            model.iter().map(|(k, (v, _))| (*k, *v)).collect();
+        from_table.sort_by_key(|p| (p.0.hash64(), p.1));
+        from_model.sort_by_key(|p| (p.0.hash64(), p.1));
+        assert_eq!(from_table, from_model);
+    }
+
+    #[test]
+    fn randomized_operations_agree_with_a_hashmap_model() {
+        // Roomy: few evictions; tight: mostly evictions.
+        check_against_model(2000, 1500, FlowKey::hash64, 7);
+        check_against_model(50, 400, FlowKey::hash64, 8);
+    }
+
+    #[test]
+    fn randomized_operations_with_hostile_hashes_agree_with_a_hashmap_model() {
+        // Eight distinct hashes for hundreds of keys, and a hash whose tag
+        // is 0.
+        check_against_model(1000, 300, |k| k.hash64() & 0x7_0000_0000, 9);
+        check_against_model(1000, 300, |_| 0, 10);
+    }
+}

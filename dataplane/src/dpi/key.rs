@@ -90,7 +90,8 @@ impl FlowKey {
             h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             h ^= h >> 29;
         }
-        h ^= (u64::from(self.lo_port) << 16 | u64::from(self.hi_port)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= (u64::from(self.lo_port) << 16 | u64::from(self.hi_port))
+            .wrapping_mul(0xff51_afd7_ed55_8ccd);
         h ^= h >> 32;
         h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
         h ^ (h >> 29)

@@ -15,6 +15,7 @@
 //! (`patronus dpi FILE`) and the worker pipeline run the same code.
 
 pub mod apps;
+pub mod capture;
 pub mod dissect;
 pub mod engine;
 pub mod flowtable;

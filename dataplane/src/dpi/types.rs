@@ -29,10 +29,13 @@ pub enum Protocol {
     Rsync,
     Ntp,
     BitTorrent,
+    /// A game's own protocol (Minecraft, Source engine queries, ...);
+    /// the application names the game.
+    Game,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 22] = [
+    pub const ALL: [Protocol; 23] = [
         Protocol::Unknown,
         Protocol::Http,
         Protocol::Tls,
@@ -55,6 +58,7 @@ impl Protocol {
         Protocol::Rsync,
         Protocol::Ntp,
         Protocol::BitTorrent,
+        Protocol::Game,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -81,6 +85,7 @@ impl Protocol {
             Protocol::Rsync => "RSYNC",
             Protocol::Ntp => "NTP",
             Protocol::BitTorrent => "BitTorrent",
+            Protocol::Game => "Game",
         }
     }
 
@@ -103,6 +108,7 @@ impl Protocol {
             | Protocol::FtpData
             | Protocol::Rsync
             | Protocol::BitTorrent => Category::FileTransfer,
+            Protocol::Game => Category::Gaming,
         }
     }
 
