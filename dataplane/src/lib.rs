@@ -21,6 +21,7 @@ pub mod local;
 pub mod neighbor;
 pub mod nexthop;
 pub mod punt;
+pub mod qos;
 pub mod ringbed;
 pub mod stats;
 pub mod synth;

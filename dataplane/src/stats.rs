@@ -40,10 +40,22 @@ pub enum DropReason {
     /// Larger than the tunnel MTU, and no ICMP error could be sent (IPv4
     /// without Don't Fragment, or no LAN address to send it from).
     TooBig,
+    /// The QoS class queue was full (tail drop, by packets or bytes).
+    QosQueueFull,
+    /// Dropped by CoDel in the QoS Bulk queue.
+    QosCodel,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 12;
+    /// The worker counter for a QoS scheduler's drop.
+    pub fn from_qos(reason: crate::qos::DropReason) -> DropReason {
+        match reason {
+            crate::qos::DropReason::Codel => DropReason::QosCodel,
+            _ => DropReason::QosQueueFull,
+        }
+    }
+
+    pub const COUNT: usize = 14;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::NotIp,
@@ -57,6 +69,8 @@ impl DropReason {
         DropReason::WgEncapFailed,
         DropReason::HandOffFull,
         DropReason::TooBig,
+        DropReason::QosQueueFull,
+        DropReason::QosCodel,
     ];
 
     /// A stable snake_case name for logs and metrics labels.
@@ -74,6 +88,8 @@ impl DropReason {
             DropReason::WgEncapFailed => "wg_encap_failed",
             DropReason::HandOffFull => "handoff_full",
             DropReason::TooBig => "too_big",
+            DropReason::QosQueueFull => "qos_queue_full",
+            DropReason::QosCodel => "qos_codel",
         }
     }
 }

@@ -10,6 +10,7 @@
 use crate::buf::PacketBuf;
 use crate::dpdk::{tsc, Mbuf, MbufBurst, RxQueue, TxQueue, BURST_SIZE};
 use crate::punt::{InjectAction, Injected, PuntReason, Punted, WorkerRings};
+use crate::qos::{PortShares, QosClass, Scheduler};
 use crate::stats::{DropReason, PortCounters, WorkerCounters, MAX_PORTS};
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,6 +20,12 @@ use std::time::Duration;
 pub enum Verdict {
     /// Send it out of the port with this index (in the worker's port list).
     Forward(u8),
+    /// Send it out of `port` through that port's QoS scheduler, in `class`
+    /// (a [`QosClass`] number); ports without a scheduler send it at once.
+    Queue {
+        port: u8,
+        class: u8,
+    },
     Drop(DropReason),
     /// Hand it to the control thread.
     Punt(PuntReason),
@@ -79,6 +86,39 @@ pub const ADAPTIVE_SPIN_POLLS: u32 = 256;
 /// after an idle period.
 pub const ADAPTIVE_MAX_SLEEP: Duration = Duration::from_micros(500);
 
+/// A port's QoS scheduler on one worker, shaping to this worker's share
+/// of the port rate (see [`crate::qos::share`]).
+pub struct Shaper<'p> {
+    scheduler: Scheduler<Mbuf>,
+    shares: Option<(&'p PortShares, usize)>,
+    rate_bps: u64,
+    /// TSC ticks between demand reports to the control thread.
+    publish_every: u64,
+    last_publish: u64,
+}
+
+impl<'p> Shaper<'p> {
+    /// `shares`: the port's shares and this worker's index in them, when
+    /// several workers share the port rate; `tsc_hz` paces the reports.
+    pub fn new(
+        scheduler: Scheduler<Mbuf>,
+        shares: Option<(&'p PortShares, usize)>,
+        tsc_hz: u64,
+    ) -> Shaper<'p> {
+        Shaper {
+            rate_bps: scheduler.rate_bps(),
+            scheduler,
+            shares,
+            publish_every: (tsc_hz / 1000).max(1),
+            last_publish: 0,
+        }
+    }
+
+    pub fn scheduler(&self) -> &Scheduler<Mbuf> {
+        &self.scheduler
+    }
+}
+
 /// One worker's queues on one port.
 #[derive(Debug)]
 pub struct PortQueues<'p> {
@@ -94,6 +134,8 @@ pub struct Worker<'p, P> {
     tx_pending: Vec<MbufBurst>,
     rx_burst: MbufBurst,
     processor: P,
+    /// Per port: its QoS scheduler, if the port is shaped.
+    shapers: Vec<Option<Shaper<'p>>>,
     counters: &'p WorkerCounters,
     polling: Polling,
     idle_streak: u32,
@@ -116,7 +158,9 @@ impl<'p, P: Processor> Worker<'p, P> {
             ));
         }
         let tx_pending = ports.iter().map(|_| MbufBurst::new()).collect();
+        let shapers = ports.iter().map(|_| None).collect();
         Ok(Worker {
+            shapers,
             ports,
             rings: None,
             all_rings: &[],
@@ -141,15 +185,38 @@ impl<'p, P: Processor> Worker<'p, P> {
         self
     }
 
+    /// Shapes what leaves `port` with a QoS scheduler ([`Verdict::Queue`]
+    /// packets go through it). Refused for a port the worker does not poll.
+    pub fn with_shaper(mut self, port: usize, shaper: Shaper<'p>) -> Result<Self, String> {
+        match self.shapers.get_mut(port) {
+            Some(slot) => {
+                *slot = Some(shaper);
+                Ok(self)
+            }
+            None => Err(format!("no port {port} to shape")),
+        }
+    }
+
+    /// The QoS scheduler of `port`, if it is shaped.
+    pub fn shaper(&self, port: usize) -> Option<&Shaper<'p>> {
+        self.shapers.get(port).and_then(Option::as_ref)
+    }
+
     /// Polls until `stop` is set, then flushes what is pending.
     pub fn run(&mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
             let received = self.poll_once();
-            if received == 0 {
+            // Queued packets leave on the schedulers' clock: no sleeping
+            // while any wait.
+            if received == 0 && !self.shaping() {
                 self.idle();
             }
         }
         self.flush_all();
+    }
+
+    fn shaping(&self) -> bool {
+        self.shapers.iter().flatten().any(|s| !s.scheduler.is_empty())
     }
 
     /// One iteration: rx, process and tx on every port. Returns how many
@@ -170,9 +237,11 @@ impl<'p, P: Processor> Worker<'p, P> {
         let mut out = Outputs {
             ports: &mut self.ports,
             tx_pending: &mut self.tx_pending,
+            shapers: &mut self.shapers,
             counters: self.counters,
             rings: self.rings,
             all_rings: self.all_rings,
+            now,
         };
         if let Some(rings) = self.rings {
             for _ in 0..BURST_SIZE {
@@ -207,7 +276,8 @@ impl<'p, P: Processor> Worker<'p, P> {
             c.rx_packets.add(n as u64);
             c.rx_bytes.add(rx_bytes);
         }
-        if received == 0 {
+        let shaped = out.drain_shapers();
+        if received == 0 && shaped == 0 {
             self.counters.idle_polls.add(1);
             self.last_had_packets = false;
         } else {
@@ -248,6 +318,13 @@ impl<'p, P: Processor> Worker<'p, P> {
 
 impl<P> Drop for Worker<'_, P> {
     fn drop(&mut self) {
+        // Packets still queued in a scheduler were never sent: count them.
+        for shaper in self.shapers.iter_mut().flatten() {
+            let queued = shaper.scheduler.len();
+            if queued > 0 {
+                self.counters.drop(DropReason::QosQueueFull, queued as u64);
+            }
+        }
         // Anything still pending is freed by MbufBurst's Drop; nothing leaks.
         for pending in &mut self.tx_pending {
             let n = pending.free_all();
@@ -262,30 +339,106 @@ impl<P> Drop for Worker<'_, P> {
 struct Outputs<'w, 'p> {
     ports: &'w mut Vec<PortQueues<'p>>,
     tx_pending: &'w mut Vec<MbufBurst>,
+    shapers: &'w mut Vec<Option<Shaper<'p>>>,
     counters: &'p WorkerCounters,
     rings: Option<&'p WorkerRings>,
     all_rings: &'p [WorkerRings],
+    now: u64,
 }
 
 impl Outputs<'_, '_> {
+    /// Buffers a packet for `out`'s next tx burst (flushing a full one).
+    #[inline(always)]
+    fn send(&mut self, out: usize, packet: Mbuf) {
+        let (Some(pending), Some(queues)) = (self.tx_pending.get_mut(out), self.ports.get_mut(out))
+        else {
+            self.counters.drop(DropReason::NoRoute, 1);
+            return;
+        };
+        if let Err(packet) = pending.push(packet) {
+            // Cannot happen: we flush at 32. Count it anyway.
+            drop(packet);
+            self.counters.drop(DropReason::TxFull, 1);
+        }
+        if pending.is_full() {
+            flush(queues, pending, &self.counters.ports[out], self.counters);
+        }
+    }
+
+    /// Moves what the QoS schedulers release now into the tx buffers: at
+    /// most two bursts per port per iteration, so rx keeps its turn.
+    /// Returns how many packets left the schedulers.
+    fn drain_shapers(&mut self) -> usize {
+        let mut moved = 0;
+        for port in 0..self.shapers.len() {
+            let Some(shaper) = self.shapers[port].as_mut() else {
+                continue;
+            };
+            if let Some((shares, me)) = shaper.shares {
+                let rate = shares.share_bps(me);
+                if rate != shaper.rate_bps && rate > 0 {
+                    shaper.scheduler.set_rate(self.now, rate);
+                    shaper.rate_bps = rate;
+                }
+                if self.now.wrapping_sub(shaper.last_publish) >= shaper.publish_every {
+                    shares.publish(me, &shaper.scheduler);
+                    shaper.last_publish = self.now;
+                }
+            }
+            if shaper.scheduler.is_empty() {
+                continue;
+            }
+            let counters = self.counters;
+            for _ in 0..2 {
+                let Some(pending) = self.tx_pending.get_mut(port) else {
+                    break;
+                };
+                let room = BURST_SIZE - pending.len();
+                let n = shaper.scheduler.dequeue_burst(
+                    self.now,
+                    room,
+                    |m, _class| {
+                        if let Err(m) = pending.push(m) {
+                            drop(m);
+                            counters.drop(DropReason::TxFull, 1);
+                        }
+                    },
+                    |m, _class, reason| {
+                        drop(m);
+                        counters.drop(DropReason::from_qos(reason), 1);
+                    },
+                );
+                moved += n;
+                if pending.is_full() {
+                    if let Some(queues) = self.ports.get_mut(port) {
+                        flush(queues, pending, &counters.ports[port], counters);
+                    }
+                } else {
+                    break;
+                }
+            }
+        }
+        moved
+    }
+
     #[inline(always)]
     fn dispatch(&mut self, verdict: Verdict, packet: Mbuf, in_port: u8) {
         match verdict {
-            Verdict::Forward(out) => {
-                let out = usize::from(out);
-                let (Some(pending), Some(queues)) =
-                    (self.tx_pending.get_mut(out), self.ports.get_mut(out))
-                else {
-                    self.counters.drop(DropReason::NoRoute, 1);
-                    return;
-                };
-                if let Err(packet) = pending.push(packet) {
-                    // Cannot happen: we flush at 32. Count it anyway.
-                    drop(packet);
-                    self.counters.drop(DropReason::TxFull, 1);
-                }
-                if pending.is_full() {
-                    flush(queues, pending, &self.counters.ports[out], self.counters);
+            Verdict::Forward(out) => self.send(usize::from(out), packet),
+            Verdict::Queue { port, class } => {
+                let out = usize::from(port);
+                match self.shapers.get_mut(out).and_then(Option::as_mut) {
+                    Some(shaper) => {
+                        let class = QosClass::from_u8(class).unwrap_or(QosClass::DEFAULT);
+                        let len = packet.len() as u32;
+                        if let Err((m, reason)) =
+                            shaper.scheduler.enqueue(class, packet, len, self.now)
+                        {
+                            drop(m);
+                            self.counters.drop(DropReason::from_qos(reason), 1);
+                        }
+                    }
+                    None => self.send(out, packet),
                 }
             }
             Verdict::Drop(reason) => self.counters.drop(reason, 1),
