@@ -203,6 +203,11 @@ struct RawConfig {
     #[serde(default, rename = "port")]
     ports: Vec<PortSection>,
     wireguard: Option<crate::wgconfig::WireguardSection>,
+    bfd: Option<crate::bfdconfig::BfdSection>,
+    dpi: Option<crate::dpiconfig::DpiSection>,
+    #[serde(default)]
+    policy: crate::dpiconfig::PolicySection,
+    qos: Option<crate::qosconfig::QosSection>,
 }
 
 /// How a port's device is attached.
@@ -254,6 +259,15 @@ pub struct Config {
     pub wireguard: Option<crate::wgconfig::WireguardConfig>,
     /// Drop LAN traffic that no peer covers instead of forwarding it.
     pub drop_unknown_destinations: bool,
+    /// BFD sessions (neighbours, and the paths of peers with `bfd = true`);
+    /// the defaults when there is no `[bfd]` section.
+    pub bfd: crate::bfdconfig::BfdConfig,
+    /// The DPI engine on every worker (`[dpi]`; off without the section).
+    pub dpi: Option<crate::dpiconfig::DpiSettings>,
+    /// WAN port preferences by category and application.
+    pub policy: crate::dpiconfig::PolicyConfig,
+    /// QoS shaping (`[qos]`; off without the section).
+    pub qos: Option<crate::qosconfig::QosConfig>,
 }
 
 fn default_true() -> bool {
@@ -531,6 +545,41 @@ impl Validator<'_> {
             })?),
         };
 
+        let bfd = match &raw.bfd {
+            None => crate::bfdconfig::BfdConfig::default(),
+            Some(section) => section.validate(&ports).map_err(|e| ConfigError {
+                file: self.path.into(),
+                line: e
+                    .span
+                    .filter(|s| !(s.start == 0 && s.end == 0))
+                    .map(|s| line_of(self.text, s.start)),
+                field: e.field,
+                message: e.message,
+            })?,
+        };
+
+        let named = |(field, message): (String, String)| ConfigError {
+            file: self.path.into(),
+            line: None,
+            field,
+            message,
+        };
+        let dpi = match &raw.dpi {
+            None => None,
+            Some(section) => crate::dpiconfig::validate_dpi(section).map_err(named)?,
+        };
+        let policy = crate::dpiconfig::validate_policy(&raw.policy, &ports).map_err(named)?;
+        if dpi.is_none() && !raw.policy.prefer.is_empty() {
+            return Err(named((
+                "policy.prefer".into(),
+                "preferences by category or application need the [dpi] section".into(),
+            )));
+        }
+        let qos = match &raw.qos {
+            None => None,
+            Some(section) => crate::qosconfig::validate(section, &ports).map_err(named)?,
+        };
+
         Ok(Config {
             path: self.path.into(),
             hugepages: raw.eal.hugepages,
@@ -548,6 +597,10 @@ impl Validator<'_> {
             wireguard,
             drop_unknown_destinations: raw.routing.unknown_destinations
                 == UnknownDestinations::Drop,
+            bfd,
+            dpi,
+            policy,
+            qos,
         })
     }
 

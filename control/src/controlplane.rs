@@ -4,8 +4,10 @@
 //! ARP/ND and frames waiting for a next hop, the local responder for traffic
 //! addressed to the node — and then lets the drivers run their timers.
 
+use crate::bfddriver::BfdDriver;
 use crate::neighbors::NeighborDriver;
 use crate::wgdriver::WgDriver;
+use patronus_dataplane::buf::PacketBuf;
 use patronus_dataplane::local;
 use patronus_dataplane::punt::{InjectAction, Injected, PuntReason, WorkerRings};
 
@@ -28,6 +30,7 @@ pub struct ControlPlane<'a> {
     rings: &'a [WorkerRings],
     pub wg: Option<WgDriver<'a>>,
     pub neighbors: NeighborDriver<'a>,
+    pub bfd: Option<BfdDriver<'a>>,
     pub stats: ControlStats,
 }
 
@@ -41,6 +44,7 @@ impl<'a> ControlPlane<'a> {
             rings,
             wg,
             neighbors,
+            bfd: None,
             stats: ControlStats::default(),
         }
     }
@@ -56,6 +60,13 @@ impl<'a> ControlPlane<'a> {
         'rings: for (worker, rings) in self.rings.iter().enumerate() {
             while let Some(punted) = rings.punt.pop() {
                 match punted.reason {
+                    PuntReason::Local
+                        if self.bfd.is_some() && BfdDriver::is_bfd(punted.mbuf.data()) =>
+                    {
+                        if let Some(bfd) = &mut self.bfd {
+                            bfd.handle_punt(punted);
+                        }
+                    }
                     PuntReason::Local => {
                         let mut mbuf = punted.mbuf;
                         if local::answer_echo(&mut mbuf) {
@@ -87,6 +98,7 @@ impl<'a> ControlPlane<'a> {
                 }
             }
         }
+        self.poll_bfd();
         if let Some(wg) = &mut self.wg {
             wg.poll();
             for (port, hop, frame) in wg.take_unresolved() {
@@ -94,5 +106,32 @@ impl<'a> ControlPlane<'a> {
             }
         }
         self.neighbors.poll();
+    }
+
+    /// BFD's timers, and what its state changes mean for the paths. Cheap
+    /// when nothing is due; the control loop also calls it on its own at
+    /// BFD deadlines.
+    pub fn poll_bfd(&mut self) {
+        let Some(bfd) = &mut self.bfd else {
+            return;
+        };
+        bfd.poll();
+        for change in bfd.take_path_changes() {
+            if let Some(wg) = &self.wg {
+                wg.set_path_up(change.peer, change.path, change.up);
+            }
+        }
+        for (port, hop, frame) in bfd.take_unresolved() {
+            self.neighbors.send_when_resolved(port, hop, frame);
+        }
+    }
+
+    /// How long the control thread may sleep: until BFD's next deadline,
+    /// at most `cap`.
+    pub fn sleep_budget(&mut self, cap: std::time::Duration) -> std::time::Duration {
+        match self.bfd.as_mut().and_then(|b| b.next_deadline()) {
+            Some(d) => d.min(cap),
+            None => cap,
+        }
     }
 }

@@ -4,9 +4,18 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+// Parts of the BFD core (parameter changes, admin down, per-session
+// getters) are for the management API, which is not there yet.
+#[allow(dead_code)]
+mod bfd;
+mod bfdconfig;
+mod bfddriver;
 mod config;
 mod controlplane;
+mod dpi_cmd;
+mod dpiconfig;
 mod neighbors;
+mod qosconfig;
 mod run;
 mod wgconfig;
 mod wgdriver;
@@ -34,6 +43,17 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Classify the flows of a pcap or pcapng capture offline with the DPI
+    /// engine and print one JSON object per flow (exit 2 if FILE is not a
+    /// readable capture).
+    Dpi {
+        /// The capture file (pcap or pcapng).
+        file: PathBuf,
+        /// Packets of a flow (both directions) inspected before falling
+        /// back to a port guess (the config's `dpi.max_packets`).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..))]
+        max_packets: Option<u8>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -43,6 +63,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let path = match &cli.command {
         Command::Run { config } | Command::Check { config } => config,
+        Command::Dpi { file, max_packets } => {
+            return match dpi_cmd::run(file, *max_packets) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("patronus dpi: error: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            };
+        }
     };
     let config = match config::Config::load(path) {
         Ok(c) => c,
@@ -52,6 +81,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Dpi { .. } => unreachable!("handled before the config is loaded"),
         Command::Check { .. } => {
             println!("patronus: {} is valid", path.display());
             ExitCode::SUCCESS

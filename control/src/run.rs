@@ -178,6 +178,25 @@ pub fn run(config: &Config) -> Result<(), RunError> {
     let neighbors =
         NeighborDriver::new(neighbor_ports, Arc::clone(&neighbor_tables), &rings, &pool);
     let mut control = ControlPlane::new(&rings, wg_driver, neighbors);
+    let bfd_specs = crate::bfddriver::session_specs(config);
+    if !bfd_specs.is_empty() {
+        let macs = ports
+            .iter()
+            .map(|p| p.mac_addr().map(Address))
+            .collect::<Result<Vec<_>, _>>()?;
+        let resolver = forwarder
+            .resolver()
+            .expect("the daemon's forwarder resolves next hops")
+            .clone();
+        control.bfd = Some(
+            crate::bfddriver::BfdDriver::new(bfd_specs, macs, resolver, &rings, &pool).map_err(
+                |why| RunError::Worker {
+                    core: config.control_core,
+                    why,
+                },
+            )?,
+        );
+    }
 
     let polling_since = Instant::now();
     std::thread::scope(|scope| {
@@ -238,6 +257,11 @@ pub fn run(config: &Config) -> Result<(), RunError> {
     if let Some(driver) = &control.wg {
         for line in driver.summary() {
             println!("  {line}");
+        }
+    }
+    if let Some(bfd) = &control.bfd {
+        for line in bfd.summary() {
+            println!("{line}");
         }
     }
     let stats = control.stats;
@@ -501,14 +525,29 @@ fn control_loop(
         .collect::<Vec<_>>();
     let mut last_at = Instant::now();
     while !stop.load(Ordering::SeqCst) {
-        // Punted packets, handshakes and timers want millisecond attention.
+        // Punted packets, handshakes and timers want millisecond attention;
+        // BFD's deadlines (down to 10 ms intervals) are kept to well under
+        // a millisecond: sleep to just short of one, then spin to it.
         control.poll();
-        std::thread::sleep(Duration::from_millis(1));
+        let budget = control.sleep_budget(Duration::from_millis(1));
+        if budget > Duration::from_micros(200) {
+            std::thread::sleep(budget - Duration::from_micros(100));
+        }
+        let until = Instant::now() + control.sleep_budget(Duration::from_micros(100));
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        control.poll_bfd();
         if !interval.is_zero() && last_at.elapsed() >= interval {
             let secs = last_at.elapsed().as_secs_f64();
             last_at = Instant::now();
             if let Some(wg) = &control.wg {
                 for line in wg.stats_lines() {
+                    println!("{line}");
+                }
+            }
+            if let Some(bfd) = &control.bfd {
+                for line in bfd.lines() {
                     println!("{line}");
                 }
             }

@@ -59,6 +59,11 @@ pub struct PeerSection {
     /// peer's `endpoint`, if set, is the first path, on the first WAN port.
     #[serde(default)]
     pub paths: Vec<PathSection>,
+    /// Run a multihop BFD session (RFC 5883) on each path, with the
+    /// `[bfd]` defaults; a path whose session is down carries no traffic.
+    /// The peer must run BFD too (another Patronus node).
+    #[serde(default)]
+    pub bfd: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +95,8 @@ pub struct WgPeerConfig {
     /// Every path, the `endpoint` one first; empty for a peer that must
     /// initiate (its endpoint is learned from its handshake).
     pub paths: Vec<PathConfig>,
+    /// BFD on every path.
+    pub bfd: bool,
 }
 
 /// The validated `[wireguard]` section.
@@ -375,6 +382,7 @@ fn validate_peer(i: usize, p: &PeerSection) -> Result<WgPeerConfig, WgError> {
         allowed_ips,
         persistent_keepalive: p.persistent_keepalive,
         paths: Vec::new(),
+        bfd: p.bfd,
     })
 }
 
@@ -436,6 +444,7 @@ pub fn parse_wg_quick(text: &str) -> Result<Imported, (usize, String, String)> {
             allowed_ips: p.allowed_ips,
             persistent_keepalive: p.persistent_keepalive,
             paths: Vec::new(),
+            bfd: false,
         })
     };
     let mut section = Section::None;
@@ -669,6 +678,7 @@ mod tests {
             allowed_ips: Spanned::new(0..0, allowed.iter().map(|s| s.to_string()).collect()),
             persistent_keepalive: 0,
             paths: Vec::new(),
+            bfd: false,
         }
     }
 

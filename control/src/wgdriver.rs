@@ -323,6 +323,20 @@ impl<'a> WgDriver<'a> {
         self.names.get(peer as usize).map_or("?", String::as_str)
     }
 
+    /// Takes a path out of use or back (BFD, SLA): the owner worker moves
+    /// the path's flows to the peer's other paths before its next burst.
+    pub fn set_path_up(&self, peer: u32, path: u8, up: bool) {
+        if (peer as usize) < self.names.len() {
+            self.command(peer, WgCommand::SetPathUp { peer, path, up });
+            log::info!(
+                "wireguard: {} path {} {}",
+                self.name(peer),
+                u32::from(path) + 1,
+                if up { "back in use" } else { "out of use" }
+            );
+        }
+    }
+
     /// Sends a command to the worker that owns `peer`.
     fn command(&self, peer: u32, command: WgCommand) {
         let owner = usize::from(self.datapath.owner(peer));
