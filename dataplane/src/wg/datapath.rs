@@ -21,13 +21,14 @@ use crate::punt::PuntReason;
 use crate::stats::DropReason;
 use crate::wg::allowed_ips::AllowedIps;
 use crate::wg::lpm4::Lpm4;
-use crate::wg::session::{RecvSession, SendSession};
+use crate::wg::session::{chacha_key, RecvSession, SendSession};
 use crate::wg::transport::{self, DecapError, Decapsulated, EncapError};
 use crate::wire::ethernet::{self, Address, EtherType};
 use crate::wire::{ipv4, ipv6, udp, IpProtocol};
 use crate::worker::{Processor, Verdict};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use crossbeam_queue::ArrayQueue;
+use ring::aead::LessSafeKey;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 use crate::wg::timers::{REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME};
@@ -73,14 +74,24 @@ pub enum WgCommand {
 
 /// What a worker reports about one peer: written by the owning worker only,
 /// read by the control thread for the timers, roaming and statistics.
+///
+/// One cache line per peer for what every sent packet writes: `repr(C)`,
+/// 64-byte aligned, the send-side fields first (with paths 0 to 4's byte
+/// counters), so a send at PoP scale dirties one line of it, not two or
+/// three straddled ones.
 #[derive(Debug, Default)]
+#[repr(C, align(64))]
 pub struct PeerActivity {
     /// TSC of the last authenticated packet sent (data or keepalive).
     pub last_sent: AtomicU64,
     /// TSC of the last data (non-keepalive) packet sent.
     pub last_data_sent: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    /// Bytes sent over each of the peer's paths (by path index).
+    pub path_tx_bytes: [AtomicU64; MAX_PATHS],
     /// TSC of the last authenticated packet received (data or keepalive).
     pub last_received: AtomicU64,
+    pub rx_bytes: AtomicU64,
     /// The latest authenticated source address, packed (ip << 16 | port); 0 = none.
     pub endpoint: AtomicU64,
     /// Local index of the latest responder keypair confirmed by the
@@ -88,10 +99,6 @@ pub struct PeerActivity {
     pub confirmed_index: AtomicU32,
     /// Set when a send found the keypair due for rekeying.
     pub rekey_wanted: AtomicBool,
-    pub rx_bytes: AtomicU64,
-    pub tx_bytes: AtomicU64,
-    /// Bytes sent over each of the peer's paths (by path index).
-    pub path_tx_bytes: [AtomicU64; MAX_PATHS],
 }
 
 pub fn pack_endpoint(addr: SocketAddrV4) -> u64 {
@@ -122,39 +129,167 @@ pub struct Path {
 /// Most paths one peer may have.
 pub const MAX_PATHS: usize = 8;
 
-#[derive(Debug, Clone, Copy)]
-struct PathState {
-    path: Path,
+/// Our end of a path: the WAN port, its MAC and our address there. The data
+/// path keeps the few distinct ones in a table, so a peer's path is 8 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LocalEnd {
+    port: u8,
+    src_mac: Address,
+    local_ip: Ipv4Addr,
+}
+
+/// Most distinct local ends (a `u8` index).
+const MAX_LOCAL_ENDS: usize = 256;
+
+/// One path of a peer, compact: the peer's endpoint, an index into the local
+/// ends, and whether the path is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PathSlot {
+    endpoint_ip: Ipv4Addr,
+    endpoint_port: u16,
+    local: u8,
     up: bool,
 }
 
-#[derive(Default)]
-struct DataPeer {
-    current: Option<Keypair>,
-    /// The responder's keypair awaiting its first packet.
-    next: Option<Keypair>,
-    previous: Option<RecvSession>,
-    /// Set up before the workers start; the control thread changes
-    /// endpoints and up/down state through commands.
-    paths: Vec<PathState>,
+impl PathSlot {
+    const NONE: PathSlot = PathSlot {
+        endpoint_ip: Ipv4Addr::UNSPECIFIED,
+        endpoint_port: 0,
+        local: 0,
+        up: false,
+    };
+
+    fn new(local: u8, endpoint: SocketAddrV4) -> PathSlot {
+        PathSlot {
+            endpoint_ip: *endpoint.ip(),
+            endpoint_port: endpoint.port(),
+            local,
+            up: true,
+        }
+    }
+
+    #[inline(always)]
+    fn endpoint(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.endpoint_ip, self.endpoint_port)
+    }
 }
 
-impl DataPeer {
+/// `SendHot::flags`: the current keypair is installed (the key is real).
+const KEYED: u8 = 1;
+/// `SendHot::flags`: we initiated the current keypair's handshake.
+const INITIATOR: u8 = 2;
+
+/// What sending to a peer reads and writes, dense in one `Vec` indexed by
+/// peer: the current keypair's sending half and the peer's first path.
+///
+/// Laid out for the cache (`repr(C)`, 64-byte aligned, 576 bytes): ring's
+/// ChaCha20-Poly1305 `LessSafeKey` is 544 bytes, room for an AES-GCM key
+/// schedule, but a ChaCha key uses only its first 40 bytes and its
+/// algorithm reference at its end (ring 0.17). The counters go before the
+/// key, so the first line holds them and the key bytes; the index, first
+/// path and flags go after it, in the last line with the algorithm
+/// reference. A send touches those two lines and no others.
+#[repr(C, align(64))]
+struct SendHot {
+    /// The counter the next message carries.
+    next_counter: u64,
+    /// When the current keypair was derived (TSC).
+    created_at: u64,
+    /// The current keypair's sending key; a zero key when not `KEYED`.
+    key: LessSafeKey,
+    /// The peer's index for the current keypair.
+    remote_index: u32,
+    /// Path 0 (the one roaming and handshakes use); the others are cold.
+    path0: PathSlot,
+    /// `KEYED`, `INITIATOR`.
+    flags: u8,
+    /// How many paths the peer has (0..=MAX_PATHS).
+    paths: u8,
+}
+
+impl SendHot {
+    fn new() -> SendHot {
+        SendHot {
+            next_counter: 0,
+            created_at: 0,
+            key: chacha_key(&[0; 32]),
+            remote_index: 0,
+            path0: PathSlot::NONE,
+            flags: 0,
+            paths: 0,
+        }
+    }
+
+    /// Makes `send` the current sending half.
+    fn install(&mut self, send: SendSession, initiator: bool) {
+        let SendSession {
+            next_counter,
+            created_at,
+            key,
+            remote_index,
+        } = send;
+        self.next_counter = next_counter;
+        self.created_at = created_at;
+        self.key = key;
+        self.remote_index = remote_index;
+        self.flags = KEYED | if initiator { INITIATOR } else { 0 };
+    }
+
+    /// Forgets the sending key.
+    fn clear(&mut self) {
+        self.key = chacha_key(&[0; 32]);
+        self.next_counter = 0;
+        self.created_at = 0;
+        self.remote_index = 0;
+        self.flags = 0;
+    }
+
+    /// Path `i`, if the peer has it; paths past the first are in `cold`.
+    #[inline(always)]
+    fn path(&self, cold: &PeerCold, i: usize) -> Option<PathSlot> {
+        if i >= usize::from(self.paths) {
+            None
+        } else if i == 0 {
+            Some(self.path0)
+        } else {
+            cold.more_paths.get(i - 1).copied()
+        }
+    }
+
     /// The path for a flow: among the paths that are up, the one with the
     /// highest rendezvous hash (HRW) of the flow and the path. A flow keeps
     /// its path while that path is up; when it goes down, only its flows
     /// move, spread over the others.
     #[inline]
-    fn path_for(&self, flow: u64) -> Option<(usize, &Path)> {
-        if let [only] = self.paths.as_slice() {
-            return only.up.then_some((0, &only.path));
+    fn path_for(&self, cold: &PeerCold, flow: u64) -> Option<(usize, PathSlot)> {
+        if self.paths == 1 {
+            return self.path0.up.then_some((0, self.path0));
         }
-        self.paths
-            .iter()
-            .enumerate()
+        (0..usize::from(self.paths))
+            .filter_map(|i| self.path(cold, i).map(|p| (i, p)))
             .filter(|(_, p)| p.up)
             .max_by_key(|(i, _)| mix(flow ^ (*i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
-            .map(|(i, p)| (i, &p.path))
+    }
+}
+
+/// A peer's state that sending does not touch: the receiving halves of its
+/// keypairs (with their replay windows), the keypair awaiting confirmation,
+/// and paths past the first. Receiving reads it; sending never does.
+#[derive(Default)]
+struct PeerCold {
+    /// The receiving half of the current keypair (its sending half is in
+    /// the peer's `SendHot`).
+    current: Option<RecvSession>,
+    /// The responder's keypair awaiting its first packet.
+    next: Option<Box<Keypair>>,
+    previous: Option<RecvSession>,
+    /// Paths 1.. of a multi-path peer.
+    more_paths: [PathSlot; MAX_PATHS - 1],
+}
+
+impl Default for PathSlot {
+    fn default() -> Self {
+        PathSlot::NONE
     }
 }
 
@@ -277,7 +412,13 @@ impl Policy for DefaultPolicy {
 pub struct WgDataPath<'a, P: Policy = DefaultPolicy> {
     config: DataPathConfig,
     policy: P,
-    peers: Vec<DataPeer>,
+    /// Per peer, what sending reads and writes (see [`SendHot`]).
+    send: Vec<SendHot>,
+    /// Per peer, the rest (see [`PeerCold`]).
+    cold: Vec<PeerCold>,
+    /// Our ends of paths; `PathSlot::local` indexes it, entry 0 is the
+    /// configured WAN port and address.
+    local_ends: Vec<LocalEnd>,
     routes: AllowedIps<u32>,
     /// The IPv4 part of `routes`, compiled for at most three memory
     /// accesses per lookup.
@@ -302,26 +443,22 @@ impl<'a> WgDataPath<'a, DefaultPolicy> {
         commands: &'a ArrayQueue<WgCommand>,
         fallback: Forwarder,
     ) -> Self {
-        let peers = (0..activity.len())
-            .map(|i| DataPeer {
-                paths: endpoints
-                    .get(i)
-                    .copied()
-                    .flatten()
-                    .map(|endpoint| PathState {
-                        path: Path {
-                            port: config.wan_port,
-                            src_mac: config.wan_src_mac,
-                            local_ip: config.local_ip,
-                            endpoint,
-                        },
-                        up: true,
-                    })
-                    .into_iter()
-                    .collect(),
-                ..DataPeer::default()
+        let send = (0..activity.len())
+            .map(|i| {
+                let mut hot = SendHot::new();
+                if let Some(endpoint) = endpoints.get(i).copied().flatten() {
+                    hot.path0 = PathSlot::new(0, endpoint);
+                    hot.paths = 1;
+                }
+                hot
             })
             .collect();
+        let cold = (0..activity.len()).map(|_| PeerCold::default()).collect();
+        let local_ends = vec![LocalEnd {
+            port: config.wan_port,
+            src_mac: config.wan_src_mac,
+            local_ip: config.local_ip,
+        }];
         let hz = config.tsc_hz.max(1);
         let local_ip = config.local_ip;
         let routes4 = Lpm4::build(&routes);
@@ -330,7 +467,9 @@ impl<'a> WgDataPath<'a, DefaultPolicy> {
             rekey_after_ticks: REKEY_AFTER_TIME.as_secs() * hz,
             reject_after_ticks: REJECT_AFTER_TIME.as_secs() * hz,
             config,
-            peers,
+            send,
+            cold,
+            local_ends,
             routes,
             activity,
             commands,
@@ -346,7 +485,9 @@ impl<'a> WgDataPath<'a, DefaultPolicy> {
         WgDataPath {
             config: self.config,
             policy,
-            peers: self.peers,
+            send: self.send,
+            cold: self.cold,
+            local_ends: self.local_ends,
             routes: self.routes,
             routes4: self.routes4,
             activity: self.activity,
@@ -371,20 +512,34 @@ impl<'a, P: Policy> WgDataPath<'a, P> {
     }
 
     /// Heap and inline bytes this worker's data path holds: the routes, and
-    /// per peer its slot, paths and keypairs (what `patronus-bench` reports
-    /// as memory per peer and per prefix).
+    /// per peer its hot send state, its cold state (receive sessions,
+    /// further paths, a keypair awaiting confirmation) and its activity
+    /// (what `patronus-bench` reports as memory per peer and per prefix).
     pub fn memory_bytes(&self) -> (usize, usize) {
-        // A peer's keypairs live inline in its slot (size_of counts them).
-        let peers: usize = self
-            .peers
-            .iter()
-            .map(|p| {
-                core::mem::size_of::<DataPeer>()
-                    + p.paths.capacity() * core::mem::size_of::<PathState>()
-            })
-            .sum::<usize>()
+        let pending: usize =
+            self.cold.iter().filter(|c| c.next.is_some()).count() * core::mem::size_of::<Keypair>();
+        let peers = self.send.capacity() * core::mem::size_of::<SendHot>()
+            + self.cold.capacity() * core::mem::size_of::<PeerCold>()
+            + pending
             + core::mem::size_of_val(self.activity);
         (peers, self.routes.heap_bytes() + self.routes4.heap_bytes())
+    }
+
+    /// The index of a local end, added if new.
+    fn local_end(&mut self, end: LocalEnd) -> Result<u8, String> {
+        let i = match self.local_ends.iter().position(|e| *e == end) {
+            Some(i) => i,
+            None if self.local_ends.len() < MAX_LOCAL_ENDS => {
+                self.local_ends.push(end);
+                self.local_ends.len() - 1
+            }
+            None => {
+                return Err(format!(
+                    "at most {MAX_LOCAL_ENDS} distinct (port, MAC, address) path sources"
+                ))
+            }
+        };
+        Ok(i as u8)
     }
 
     /// Replaces `peer`'s paths (set-up time; the first is the one roaming
@@ -396,19 +551,27 @@ impl<'a, P: Policy> WgDataPath<'a, P> {
                 paths.len()
             ));
         }
-        let p = self
-            .peers
-            .get_mut(peer as usize)
-            .ok_or_else(|| format!("no peer {peer}"))?;
-        p.paths = paths
-            .iter()
-            .map(|&path| PathState { path, up: true })
-            .collect();
-        for path in paths {
+        if peer as usize >= self.send.len() {
+            return Err(format!("no peer {peer}"));
+        }
+        let mut slots = [PathSlot::NONE; MAX_PATHS];
+        for (slot, path) in slots.iter_mut().zip(paths) {
+            let local = self.local_end(LocalEnd {
+                port: path.port,
+                src_mac: path.src_mac,
+                local_ip: path.local_ip,
+            })?;
+            *slot = PathSlot::new(local, path.endpoint);
             if !self.local_ips.contains(&path.local_ip) {
                 self.local_ips.push(path.local_ip);
             }
         }
+        let hot = &mut self.send[peer as usize];
+        hot.path0 = slots[0];
+        hot.paths = paths.len() as u8;
+        self.cold[peer as usize]
+            .more_paths
+            .copy_from_slice(&slots[1..]);
         Ok(())
     }
 
@@ -423,54 +586,64 @@ impl<'a, P: Policy> WgDataPath<'a, P> {
     fn apply(&mut self, command: WgCommand) {
         match command {
             WgCommand::InstallKeypair { peer, keypair } => {
-                let Some(p) = self.peers.get_mut(peer as usize) else {
+                let (Some(hot), Some(cold)) = (
+                    self.send.get_mut(peer as usize),
+                    self.cold.get_mut(peer as usize),
+                ) else {
                     return;
                 };
                 if keypair.initiator {
-                    p.previous = p.current.take().map(|k| k.recv);
-                    p.current = Some(*keypair);
-                    p.next = None;
+                    let Keypair {
+                        send,
+                        recv,
+                        initiator,
+                    } = *keypair;
+                    cold.previous = cold.current.replace(recv);
+                    hot.install(send, initiator);
+                    cold.next = None;
                 } else {
-                    p.next = Some(*keypair);
+                    cold.next = Some(keypair);
                 }
             }
             WgCommand::ClearKeys { peer } => {
-                if let Some(p) = self.peers.get_mut(peer as usize) {
-                    p.current = None;
-                    p.next = None;
-                    p.previous = None;
+                if let (Some(hot), Some(cold)) = (
+                    self.send.get_mut(peer as usize),
+                    self.cold.get_mut(peer as usize),
+                ) {
+                    hot.clear();
+                    cold.current = None;
+                    cold.next = None;
+                    cold.previous = None;
                 }
             }
             WgCommand::SetEndpoint { peer, endpoint } => {
-                let (port, src_mac, local_ip) = (
-                    self.config.wan_port,
-                    self.config.wan_src_mac,
-                    self.config.local_ip,
-                );
-                if let Some(p) = self.peers.get_mut(peer as usize) {
-                    match p.paths.as_mut_slice() {
-                        [only] => only.path.endpoint = endpoint,
+                if let Some(hot) = self.send.get_mut(peer as usize) {
+                    match hot.paths {
+                        1 => {
+                            hot.path0.endpoint_ip = *endpoint.ip();
+                            hot.path0.endpoint_port = endpoint.port();
+                        }
+                        // Local end 0 is the configured WAN port and address.
+                        0 => {
+                            hot.path0 = PathSlot::new(0, endpoint);
+                            hot.paths = 1;
+                        }
                         // Configured paths are fixed.
-                        [_, _, ..] => {}
-                        [] => p.paths.push(PathState {
-                            path: Path {
-                                port,
-                                src_mac,
-                                local_ip,
-                                endpoint,
-                            },
-                            up: true,
-                        }),
+                        _ => {}
                     }
                 }
             }
             WgCommand::SetPathUp { peer, path, up } => {
-                if let Some(state) = self
-                    .peers
-                    .get_mut(peer as usize)
-                    .and_then(|p| p.paths.get_mut(usize::from(path)))
-                {
-                    state.up = up;
+                let i = usize::from(path);
+                if let Some(hot) = self.send.get_mut(peer as usize) {
+                    if i >= usize::from(hot.paths) {
+                        return;
+                    }
+                    if i == 0 {
+                        hot.path0.up = up;
+                    } else {
+                        self.cold[peer as usize].more_paths[i - 1].up = up;
+                    }
                 }
             }
         }
@@ -483,38 +656,38 @@ impl<'a, P: Policy> WgDataPath<'a, P> {
         let (rekey_after, reject_after) = (self.rekey_after_ticks, self.reject_after_ticks);
         let flow = flow_hash(packet.data());
         let decision = self.policy.decide(packet.data(), peer, flow);
-        let Some(p) = self.peers.get_mut(peer as usize) else {
+        let (Some(hot), Some(cold)) = (
+            self.send.get_mut(peer as usize),
+            self.cold.get(peer as usize),
+        ) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
+        // `cold` is only read for peers with several paths.
         let chosen = decision
             .path
             .and_then(|i| {
-                p.paths
-                    .get(usize::from(i))
+                hot.path(cold, usize::from(i))
                     .filter(|s| s.up)
-                    .map(|s| (usize::from(i), s.path))
+                    .map(|s| (usize::from(i), s))
             })
-            .or_else(|| p.path_for(flow).map(|(i, p)| (i, *p)));
-        let Some((path_index, path)) = chosen else {
+            .or_else(|| hot.path_for(cold, flow));
+        let Some((path_index, slot)) = chosen else {
             return Verdict::Drop(DropReason::NoRoute);
         };
-        let usable = p.current.as_ref().is_some_and(|k| {
-            now.wrapping_sub(k.send.created_at) < reject_after && !k.send.exhausted()
-        });
-        if !usable {
+        let age = now.wrapping_sub(hot.created_at);
+        if hot.flags & KEYED == 0 || age >= reject_after {
             return Verdict::Punt(PuntReason::WgNeedsSession { peer });
         }
-        let keypair = p.current.as_mut().expect("checked usable");
         let inner_len = packet.len() as u64;
-        if let Err(e) = transport::encapsulate(packet, &mut keypair.send) {
+        if let Err(e) = transport::seal(packet, &hot.key, hot.remote_index, &mut hot.next_counter) {
             return match e {
                 EncapError::CounterExhausted => Verdict::Punt(PuntReason::WgNeedsSession { peer }),
                 EncapError::NoRoom(_) => Verdict::Drop(DropReason::WgEncapFailed),
             };
         }
         let activity = &self.activity[peer as usize];
-        if keypair.send.next_counter() >= REKEY_AFTER_MESSAGES
-            || (keypair.initiator && now.wrapping_sub(keypair.send.created_at) >= rekey_after)
+        if hot.next_counter >= REKEY_AFTER_MESSAGES
+            || (hot.flags & INITIATOR != 0 && age >= rekey_after)
         {
             activity.rekey_wanted.store(true, Relaxed);
         }
@@ -526,6 +699,15 @@ impl<'a, P: Policy> WgDataPath<'a, P> {
         if let Some(counter) = activity.path_tx_bytes.get(path_index) {
             bump(counter, inner_len);
         }
+        let Some(local) = self.local_ends.get(usize::from(slot.local)) else {
+            return Verdict::Drop(DropReason::WgEncapFailed);
+        };
+        let path = Path {
+            port: local.port,
+            src_mac: local.src_mac,
+            local_ip: local.local_ip,
+            endpoint: slot.endpoint(),
+        };
         if push_path_headers(
             packet,
             &path,
@@ -536,7 +718,7 @@ impl<'a, P: Policy> WgDataPath<'a, P> {
         {
             return Verdict::Drop(DropReason::WgEncapFailed);
         }
-        self.set_next_hop(packet, path.port, IpAddr::V4(*path.endpoint.ip()))
+        self.set_next_hop(packet, path.port, IpAddr::V4(slot.endpoint_ip))
     }
 
     #[inline]
@@ -665,7 +847,7 @@ impl<'a, P: Policy> WgDataPath<'a, P> {
         now: u64,
     ) -> Verdict {
         let peer = peer_of_index(self.config.index_mask, index);
-        if peer as usize >= self.peers.len() {
+        if peer as usize >= self.send.len() {
             return Verdict::Drop(DropReason::WgInvalid);
         }
         let owner = self.config.owner(peer);
@@ -675,27 +857,31 @@ impl<'a, P: Policy> WgDataPath<'a, P> {
                 aux: HANDOFF_FROM_WAN,
             };
         }
-        let p = &mut self.peers[peer as usize];
+        let (hot, cold) = (&mut self.send[peer as usize], &mut self.cold[peer as usize]);
         if packet.adj(outer_len).is_err() {
             return Verdict::Drop(DropReason::Malformed);
         }
         // Which keypair: current, next (unconfirmed) or previous.
-        let result = if let Some(k) = p.current.as_mut().filter(|k| k.recv.local_index == index) {
-            (now.wrapping_sub(k.recv.created_at) < self.reject_after_ticks)
-                .then(|| transport::decapsulate(packet, &mut k.recv))
-        } else if let Some(k) = p.next.as_mut().filter(|k| k.recv.local_index == index) {
+        let result = if let Some(r) = cold.current.as_mut().filter(|r| r.local_index == index) {
+            (now.wrapping_sub(r.created_at) < self.reject_after_ticks)
+                .then(|| transport::decapsulate(packet, r))
+        } else if let Some(k) = cold.next.as_mut().filter(|k| k.recv.local_index == index) {
             let r = transport::decapsulate(packet, &mut k.recv);
             if r.is_ok() {
                 // Key confirmation: the peer uses the new keypair, so do we.
-                let confirmed = p.next.take().expect("matched above");
-                p.previous = p.current.take().map(|k| k.recv);
-                p.current = Some(confirmed);
+                let Keypair {
+                    send,
+                    recv,
+                    initiator,
+                } = *cold.next.take().expect("matched above");
+                cold.previous = cold.current.replace(recv);
+                hot.install(send, initiator);
                 self.activity[peer as usize]
                     .confirmed_index
                     .store(index, Relaxed);
             }
             Some(r)
-        } else if let Some(r) = p.previous.as_mut().filter(|r| r.local_index == index) {
+        } else if let Some(r) = cold.previous.as_mut().filter(|r| r.local_index == index) {
             (now.wrapping_sub(r.created_at) < self.reject_after_ticks)
                 .then(|| transport::decapsulate(packet, r))
         } else {
@@ -712,11 +898,10 @@ impl<'a, P: Policy> WgDataPath<'a, P> {
         // Roaming (whitepaper 2.1): the newest authenticated source wins,
         // for a peer reached by one path; several configured paths are
         // fixed (each side sends on all of them).
-        if let [only] = p.paths.as_mut_slice() {
-            if only.path.endpoint != src {
-                only.path.endpoint = src;
-                activity.endpoint.store(pack_endpoint(src), Relaxed);
-            }
+        if hot.paths == 1 && hot.path0.endpoint() != src {
+            hot.path0.endpoint_ip = *src.ip();
+            hot.path0.endpoint_port = src.port();
+            activity.endpoint.store(pack_endpoint(src), Relaxed);
         }
         if outcome == Decapsulated::Keepalive {
             return Verdict::Consumed;
@@ -914,7 +1099,7 @@ impl<P: Policy> core::fmt::Debug for WgDataPath<'_, P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("WgDataPath")
             .field("config", &self.config)
-            .field("peers", &self.peers.len())
+            .field("peers", &self.send.len())
             .finish()
     }
 }
@@ -1390,6 +1575,58 @@ mod tests {
             dp.process(&mut p, WAN, 1),
             Verdict::Drop(DropReason::WgInvalid)
         );
+    }
+
+    #[test]
+    fn the_hot_send_state_keeps_counters_and_path_beside_the_key() {
+        use core::mem::{offset_of, size_of};
+        // The counters share the first line with the key's first bytes…
+        assert!(offset_of!(SendHot, next_counter) < 64);
+        assert!(offset_of!(SendHot, created_at) < 64);
+        assert_eq!(offset_of!(SendHot, key), 16);
+        // …and the index, first path, flags and path count share the last
+        // line with the end of the key.
+        let last_line = (size_of::<SendHot>() - 1) / 64;
+        let key_end = offset_of!(SendHot, key) + size_of::<LessSafeKey>() - 1;
+        for offset in [
+            key_end,
+            offset_of!(SendHot, remote_index),
+            offset_of!(SendHot, path0),
+            offset_of!(SendHot, flags),
+            offset_of!(SendHot, paths),
+        ] {
+            assert_eq!(offset / 64, last_line, "offset {offset}");
+        }
+        assert_eq!(core::mem::align_of::<SendHot>(), 64);
+        // A send writes one line of its peer's activity.
+        assert_eq!(core::mem::align_of::<PeerActivity>(), 64);
+        assert!(offset_of!(PeerActivity, path_tx_bytes) + 8 <= 64);
+        assert!(offset_of!(PeerActivity, tx_bytes) < 64);
+        assert!(offset_of!(PeerActivity, last_data_sent) < 64);
+    }
+
+    #[test]
+    fn clearing_keys_stops_sending_until_a_new_keypair_arrives() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        install(&mut dp, &rig, true, 0);
+        let mut out = lan_packet(BEHIND_PEER, 80);
+        assert_eq!(dp.process(&mut out, LAN, 1), Verdict::Forward(WAN));
+        rig.commands
+            .push(WgCommand::ClearKeys { peer: 0 })
+            .ok()
+            .unwrap();
+        dp.poll(2);
+        let mut out = lan_packet(BEHIND_PEER, 80);
+        assert_eq!(
+            dp.process(&mut out, LAN, 3),
+            Verdict::Punt(PuntReason::WgNeedsSession { peer: 0 })
+        );
+        install(&mut dp, &rig, true, 4);
+        let mut out = lan_packet(BEHIND_PEER, 80);
+        assert_eq!(dp.process(&mut out, LAN, 5), Verdict::Forward(WAN));
+        // The new keypair starts its counters afresh.
+        assert_eq!(&out.data()[OUTER_IP_UDP_LEN + 14 + 8..][..8], &[0; 8]);
     }
 
     #[test]

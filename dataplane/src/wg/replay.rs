@@ -29,7 +29,11 @@ pub const BLOCKS: usize = 33;
 /// been accepted before, and is at most [`ReplayWindow::WINDOW`] below the
 /// highest counter accepted so far (the same rule as wireguard-go and the
 /// Linux driver). Counter 0 is accepted on a fresh window.
+///
+/// `repr(C)`: `last`, which every check reads, comes first, next to
+/// whatever precedes the window (see `RecvSession`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct ReplayWindow {
     /// Highest counter accepted so far (0 on a fresh window, whose bit 0 is
     /// still clear, so 0 itself is accepted once).

@@ -9,25 +9,29 @@ use crate::wg::replay::{ReplayWindow, REJECT_AFTER_MESSAGES};
 use ring::aead::{LessSafeKey, UnboundKey, CHACHA20_POLY1305};
 
 /// The sending half of a keypair.
+///
+/// `repr(C)` with the counters first: ring's ChaCha20-Poly1305 key keeps
+/// its 32 key bytes at the start of its 544-byte `LessSafeKey` (the rest is
+/// room for an AES-GCM key schedule), so the fields a send reads and
+/// writes share the first cache line with the key. The data path keeps
+/// its own copy of this layout (`SendHot` in `datapath.rs`).
+#[repr(C)]
 pub struct SendSession {
-    pub(crate) key: LessSafeKey,
-    /// The peer's index for this keypair: goes into every transport header.
-    pub remote_index: u32,
     pub(crate) next_counter: u64,
     /// When the keypair was derived (the caller's clock).
     pub created_at: u64,
+    pub(crate) key: LessSafeKey,
+    /// The peer's index for this keypair: goes into every transport header.
+    pub remote_index: u32,
 }
 
 impl SendSession {
     pub fn new(key: &[u8; 32], remote_index: u32, created_at: u64) -> SendSession {
         SendSession {
-            key: LessSafeKey::new(
-                UnboundKey::new(&CHACHA20_POLY1305, key)
-                    .expect("a 32-byte key is valid for ChaCha20-Poly1305"),
-            ),
-            remote_index,
             next_counter: 0,
             created_at,
+            key: chacha_key(key),
+            remote_index,
         }
     }
 
@@ -44,26 +48,37 @@ impl SendSession {
 }
 
 /// The receiving half of a keypair.
+///
+/// `repr(C)`, ordered for the cache like [`SendSession`]: the index and
+/// creation time sit in the key's first line, and the replay window's
+/// newest counter right after the key, in the line that holds the end of
+/// ring's `LessSafeKey` (its algorithm reference), which every open reads.
+#[repr(C)]
 pub struct RecvSession {
-    pub(crate) key: LessSafeKey,
     /// Our index for this keypair: the receiver index of messages to us.
     pub local_index: u32,
-    pub(crate) replay: ReplayWindow,
     pub created_at: u64,
+    pub(crate) key: LessSafeKey,
+    pub(crate) replay: ReplayWindow,
 }
 
 impl RecvSession {
     pub fn new(key: &[u8; 32], local_index: u32, created_at: u64) -> RecvSession {
         RecvSession {
-            key: LessSafeKey::new(
-                UnboundKey::new(&CHACHA20_POLY1305, key)
-                    .expect("a 32-byte key is valid for ChaCha20-Poly1305"),
-            ),
             local_index,
-            replay: ReplayWindow::new(),
             created_at,
+            key: chacha_key(key),
+            replay: ReplayWindow::new(),
         }
     }
+}
+
+/// A ring ChaCha20-Poly1305 key.
+pub(crate) fn chacha_key(key: &[u8; 32]) -> LessSafeKey {
+    LessSafeKey::new(
+        UnboundKey::new(&CHACHA20_POLY1305, key)
+            .expect("a 32-byte key is valid for ChaCha20-Poly1305"),
+    )
 }
 
 impl core::fmt::Debug for SendSession {

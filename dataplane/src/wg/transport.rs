@@ -13,8 +13,9 @@
 
 use crate::buf::{BufError, PacketBuf};
 use crate::wg::messages;
+use crate::wg::replay::REJECT_AFTER_MESSAGES;
 use crate::wg::session::{RecvSession, SendSession};
-use ring::aead::{Aad, Nonce, Tag};
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag};
 
 /// Message type of transport data.
 pub const MESSAGE_TRANSPORT: u8 = messages::MSG_TRANSPORT;
@@ -88,7 +89,25 @@ pub fn encapsulate<B: PacketBuf>(
     buf: &mut B,
     session: &mut SendSession,
 ) -> Result<u64, EncapError> {
-    if session.exhausted() {
+    seal(
+        buf,
+        &session.key,
+        session.remote_index,
+        &mut session.next_counter,
+    )
+}
+
+/// [`encapsulate`] with the sending half's parts passed separately, for a
+/// data path that keeps them in its own layout: `next_counter` is the
+/// counter to use, and is advanced when the packet is sealed.
+#[inline]
+pub(crate) fn seal<B: PacketBuf>(
+    buf: &mut B,
+    key: &LessSafeKey,
+    remote_index: u32,
+    next_counter: &mut u64,
+) -> Result<u64, EncapError> {
+    if *next_counter >= REJECT_AFTER_MESSAGES {
         return Err(EncapError::CounterExhausted);
     }
     let len = buf.len();
@@ -103,19 +122,18 @@ pub fn encapsulate<B: PacketBuf>(
         .append(padded - len + TAG_LEN)
         .map_err(EncapError::NoRoom)?;
     tail.fill(0);
-    let counter = session.next_counter;
+    let counter = *next_counter;
     let data = buf.data_mut();
     let (plain, tag_space) = data.split_at_mut(padded);
-    let tag: Tag = session
-        .key
+    let tag: Tag = key
         .seal_in_place_separate_tag(nonce(counter), Aad::empty(), plain)
         .expect("ChaCha20-Poly1305 seals any length below 256 GiB");
     tag_space.copy_from_slice(tag.as_ref());
-    session.next_counter += 1;
+    *next_counter += 1;
 
     let header = buf.prepend(HEADER_LEN).expect("headroom checked above");
     header[..4].copy_from_slice(&[MESSAGE_TRANSPORT, 0, 0, 0]);
-    header[4..8].copy_from_slice(&session.remote_index.to_le_bytes());
+    header[4..8].copy_from_slice(&remote_index.to_le_bytes());
     header[8..16].copy_from_slice(&counter.to_le_bytes());
     Ok(counter)
 }
