@@ -579,6 +579,32 @@ impl Validator<'_> {
             None => None,
             Some(section) => crate::qosconfig::validate(section, &ports).map_err(named)?,
         };
+        // Application names must be ones the engine knows (built in, or a
+        // [[dpi.rule]]): a typo would otherwise silently match nothing.
+        let qos_apps = qos
+            .iter()
+            .flat_map(|q| &q.app_classes)
+            .map(|(a, _)| ("qos.apps", a));
+        let prefer_apps = policy.app_port.iter().map(|(a, _)| ("policy.prefer", a));
+        let mut named_apps = qos_apps.chain(prefer_apps).peekable();
+        if named_apps.peek().is_some() {
+            let Some(d) = &dpi else {
+                return Err(named((
+                    "qos.apps".into(),
+                    "classes by application need the [dpi] section".into(),
+                )));
+            };
+            let engine = patronus_dataplane::dpi::engine::DpiEngine::new(d.engine.clone())
+                .map_err(|e| named(("dpi.rule".into(), e.to_string())))?;
+            for (section, app) in named_apps {
+                if engine.app_id(app).is_none() {
+                    return Err(named((
+                        format!("{section}.{app}"),
+                        format!("{app:?} is neither a DPI category nor a known application (see docs/dpi.md, or add a [[dpi.rule]])"),
+                    )));
+                }
+            }
+        }
 
         Ok(Config {
             path: self.path.into(),
@@ -816,6 +842,68 @@ mtu = 1500
 
     fn error(text: &str) -> ConfigError {
         parse(text).expect_err("config must be refused")
+    }
+
+    #[test]
+    fn dpi_policy_and_qos_sections_parse() {
+        let c = parse(&format!(
+            "{GOOD}\n[dpi]\nflows = 65536\nmax_packets = 8\n\
+             [[dpi.rule]]\nsuffix = \"intranet.example\"\napp = \"Intranet\"\ncategory = \"Web\"\n\
+             [policy.prefer]\nVoIP = \"wan\"\nIntranet = \"wan\"\n\
+             [qos.ports.wan]\nrate = \"100Mbit\"\n\
+             [qos.classes.bulk]\nweight = 2\ncodel = {{ target_us = 5000, interval_us = 100000 }}\n\
+             [qos.apps]\nZoom = \"realtime\"\n\
+             [qos.dscp]\nstreaming = \"CS4\"\n\
+             [[qos.rules]]\ndst = \"10.20.0.0/16\"\nprotocol = \"tcp\"\ndst_ports = \"9000-9100\"\nclass = \"bulk\"\n"
+        ))
+        .unwrap();
+        let dpi = c.dpi.unwrap();
+        assert_eq!((dpi.flows, dpi.engine.max_packets), (65536, 8));
+        assert_eq!(c.policy.category_port.len(), 1);
+        assert_eq!(c.policy.app_port, vec![("Intranet".to_string(), 1)]);
+        let qos = c.qos.unwrap();
+        assert_eq!((qos.ports[0].port, qos.ports[0].rate_bps), (1, 100_000_000));
+        assert_eq!(qos.class_map.rules.len(), 1);
+        assert_eq!(
+            qos.dscp_out
+                .get(patronus_dataplane::qos::QosClass::Streaming),
+            32
+        );
+    }
+
+    #[test]
+    fn dpi_policy_and_qos_mistakes_are_named() {
+        let cases = [
+            ("[policy.prefer]\nVoIP = \"wan\"\n", "policy.prefer"),
+            (
+                "[dpi]\n[policy.prefer]\nNoSuchApp = \"wan\"\n",
+                "policy.prefer.NoSuchApp",
+            ),
+            (
+                "[dpi]\n[policy.prefer]\nVoIP = \"lan\"\n",
+                "policy.prefer.VoIP",
+            ),
+            ("[dpi]\nflows = 10\n", "dpi.flows"),
+            ("[qos.ports.wan9]\nrate = \"1Gbit\"\n", "qos.ports.wan9"),
+            ("[qos.ports.wan]\nrate = \"fast\"\n", "qos.ports.wan.rate"),
+            (
+                "[qos.classes.platinum]\nweight = 1\n",
+                "qos.classes.platinum",
+            ),
+            (
+                "[qos.classes.bulk]\nceiling = \"120%\"\n",
+                "qos.classes.bulk.ceiling",
+            ),
+            ("[qos.apps]\nZoom = \"realtime\"\n", "qos.apps"),
+            (
+                "[[qos.rules]]\ndst_ports = \"9-1\"\nclass = \"bulk\"\n",
+                "qos.rules[0].dst_ports",
+            ),
+        ];
+        for (extra, field) in cases {
+            let e = error(&format!("{GOOD}\n{extra}"));
+            assert_eq!(e.field, field, "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -10,13 +10,16 @@ use crate::neighbors::{NeighborDriver, PortNeighbors};
 use crate::wgconfig::WireguardConfig;
 use crate::wgdriver::{self, WgDriver, WgShared};
 use patronus_dataplane::dpdk::{self, DpdkError, Eal, EalMemory, Mempool, Port, PortConfig};
+use patronus_dataplane::dpi::engine::DpiEngine;
 use patronus_dataplane::forward::{ForwardEntry, Forwarder};
 use patronus_dataplane::nexthop::{NeighborTables, NextHop, Resolver};
+use patronus_dataplane::policy::{self, AppPolicy};
 use patronus_dataplane::punt::WorkerRings;
+use patronus_dataplane::qos::{PortShares, QosCounters, Scheduler, ShareBalancer};
 use patronus_dataplane::stats::{DropReason, WorkerCounters, WorkerSnapshot};
 use patronus_dataplane::wg::datapath::{DataPathConfig, Path, WgDataPath};
 use patronus_dataplane::wire::ethernet::Address;
-use patronus_dataplane::worker::{Polling, PortQueues, Processor, Worker};
+use patronus_dataplane::worker::{Polling, PortQueues, Processor, Shaper, Worker};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -198,6 +201,31 @@ pub fn run(config: &Config) -> Result<(), RunError> {
         );
     }
 
+    // QoS: one set of rate shares per shaped WAN port, rebalanced by the
+    // control thread; each worker's scheduler counters, for the stats.
+    let tsc_hz = dpdk::tsc_hz();
+    let workers = config.worker_cores.len();
+    let qos_shares: Vec<(usize, Arc<PortShares>)> = match &config.qos {
+        Some(q) => q
+            .ports
+            .iter()
+            .map(|p| {
+                PortShares::new(p.rate_bps, workers)
+                    .map(|s| (p.port, Arc::new(s)))
+                    .ok_or_else(|| RunError::Worker {
+                        core: config.control_core,
+                        why: format!("qos: cannot share a port among {workers} workers"),
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    let mut qos_counters: Vec<(usize, usize, Arc<QosCounters>)> = Vec::new();
+    let mut balancers: Vec<ShareBalancer> = qos_shares
+        .iter()
+        .map(|(_, s)| ShareBalancer::new(Arc::clone(s), tsc_hz))
+        .collect();
+
     let polling_since = Instant::now();
     std::thread::scope(|scope| {
         for (w, &core) in config.worker_cores.iter().enumerate() {
@@ -242,12 +270,45 @@ pub fn run(config: &Config) -> Result<(), RunError> {
                                 .expect("validated: at most MAX_PATHS paths");
                         }
                     }
-                    spawn_worker(scope, ctx, queues, processor, &rings);
+                    let shapers = match worker_shapers(config, &qos_shares, w, tsc_hz) {
+                        Ok(s) => s,
+                        Err(why) => {
+                            fail_startup(&failure, &stop, config.control_core, why);
+                            break;
+                        }
+                    };
+                    for (port, shaper) in &shapers {
+                        qos_counters.push((w, *port, Arc::clone(shaper.scheduler().counters())));
+                    }
+                    if config.dpi.is_none() && config.qos.is_none() {
+                        spawn_worker(scope, ctx, queues, processor, &rings, shapers);
+                    } else {
+                        let app_policy = match worker_policy(config, tsc_hz) {
+                            Ok(p) => p,
+                            Err(why) => {
+                                fail_startup(&failure, &stop, config.control_core, why);
+                                break;
+                            }
+                        };
+                        let mut processor = processor.with_policy(app_policy);
+                        let shaped: Vec<u8> = shapers.iter().map(|(p, _)| *p as u8).collect();
+                        processor.set_qos(config.qos.as_ref().map(|q| q.dscp_out), &shaped);
+                        spawn_worker(scope, ctx, queues, processor, &rings, shapers);
+                    }
                 }
-                _ => spawn_worker(scope, ctx, queues, forwarder.clone(), &rings),
+                _ => spawn_worker(scope, ctx, queues, forwarder.clone(), &rings, Vec::new()),
             }
         }
-        control_loop(config, &ports, &counters, &ready, &stop, &mut control);
+        control_loop(
+            config,
+            &ports,
+            &counters,
+            &ready,
+            &stop,
+            &mut control,
+            &mut balancers,
+            &qos_counters,
+        );
     });
 
     if let Some(err) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
@@ -263,6 +324,9 @@ pub fn run(config: &Config) -> Result<(), RunError> {
         for line in bfd.summary() {
             println!("{line}");
         }
+    }
+    for line in qos_lines(config, &qos_counters) {
+        println!("{line}");
     }
     let stats = control.stats;
     let n = control.neighbors.stats;
@@ -305,6 +369,7 @@ fn spawn_worker<'scope, 'env, P: Processor + Send + 'scope>(
     queues: Vec<PortQueues<'scope>>,
     processor: P,
     rings: &'scope [WorkerRings],
+    shapers: Vec<(usize, Shaper<'scope>)>,
 ) {
     let WorkerContext {
         index: w,
@@ -337,6 +402,12 @@ fn spawn_worker<'scope, 'env, P: Processor + Send + 'scope>(
                 Err(e) => return fail(e),
             };
             worker = worker.with_rings(rings, w);
+            for (port, shaper) in shapers {
+                worker = match worker.with_shaper(port, shaper) {
+                    Ok(w) => w,
+                    Err(e) => return fail(e),
+                };
+            }
             log::info!(
                 "worker {w} polling on CPU {core} as lcore {}",
                 registration.lcore_id()
@@ -349,6 +420,94 @@ fn spawn_worker<'scope, 'env, P: Processor + Send + 'scope>(
     if let Err(e) = spawned {
         fail(e.to_string());
     }
+}
+
+/// Records a start-up failure and stops whatever already runs.
+fn fail_startup(failure: &Mutex<Option<RunError>>, stop: &AtomicBool, core: usize, why: String) {
+    failure
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert(RunError::Worker { core, why });
+    stop.store(true, Ordering::SeqCst);
+}
+
+/// Worker `w`'s QoS schedulers, one per shaped port, each starting at
+/// the worker's share of the port rate.
+fn worker_shapers<'s>(
+    config: &Config,
+    shares: &'s [(usize, Arc<PortShares>)],
+    w: usize,
+    tsc_hz: u64,
+) -> Result<Vec<(usize, Shaper<'s>)>, String> {
+    let Some(qos) = &config.qos else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for ((port, share), shaped) in shares.iter().zip(&qos.ports) {
+        let rate = share.share_bps(w).max(1);
+        let sc = qos.scheduler_config(tsc_hz, rate, shaped);
+        let scheduler = Scheduler::new(&sc, dpdk::tsc())
+            .map_err(|e| format!("qos on port {}: {e}", config.ports[*port].name))?;
+        out.push((
+            *port,
+            Shaper::new(scheduler, Some((share.as_ref(), w)), tsc_hz),
+        ));
+    }
+    Ok(out)
+}
+
+/// A worker's policy: its own DPI engine and flow table (with `[dpi]`),
+/// the class map and the WAN port preferences.
+fn worker_policy(config: &Config, tsc_hz: u64) -> Result<AppPolicy, String> {
+    let (inspector, apps) = match &config.dpi {
+        Some(d) => {
+            let mut engine_config = d.engine.clone();
+            engine_config.ticks_per_sec = tsc_hz;
+            let engine = DpiEngine::new(engine_config).map_err(|e| e.to_string())?;
+            let resolve = |name: &str| engine.app_id(name);
+            let apps: Vec<_> = config
+                .policy
+                .app_port
+                .iter()
+                .map(|(name, port)| (resolve(name), *port))
+                .collect();
+            let qos_apps: Vec<_> = config
+                .qos
+                .iter()
+                .flat_map(|q| &q.app_classes)
+                .map(|(name, class)| (resolve(name), *class))
+                .collect();
+            let inspector = policy::inspector(
+                engine,
+                d.flows as usize,
+                tsc_hz,
+                u64::from(d.tcp_idle_secs),
+                u64::from(d.other_idle_secs),
+            )?;
+            (Some(inspector), (apps, qos_apps))
+        }
+        None => (None, (Vec::new(), Vec::new())),
+    };
+    let mut classes = config
+        .qos
+        .as_ref()
+        .map(|q| q.class_map.clone())
+        .unwrap_or_default();
+    for (app, class) in &apps.1 {
+        if let Some(app) = app {
+            classes.set_app(*app, *class);
+        }
+    }
+    let mut p = AppPolicy::new(inspector, classes);
+    for (category, port) in &config.policy.category_port {
+        p.prefer_category(*category, *port as u8);
+    }
+    for (app, port) in &apps.0 {
+        if let Some(app) = app {
+            p.prefer_app(*app, *port as u8);
+        }
+    }
+    Ok(p)
 }
 
 /// The WireGuard data path's view of the node: ports, MACs, our address.
@@ -496,9 +655,18 @@ fn control_loop(
     ready: &AtomicUsize,
     stop: &AtomicBool,
     control: &mut ControlPlane<'_>,
+    balancers: &mut [ShareBalancer],
+    qos_counters: &[(usize, usize, Arc<QosCounters>)],
 ) {
     let workers = config.worker_cores.len();
     let started = Instant::now();
+    let rebalance_every = Duration::from_millis(
+        config
+            .qos
+            .as_ref()
+            .map_or(50, |q| u64::from(q.rebalance_ms)),
+    );
+    let mut last_rebalance = Instant::now();
     while ready.load(Ordering::SeqCst) < workers && !stop.load(Ordering::SeqCst) {
         if started.elapsed() > Duration::from_secs(30) {
             log::error!("workers did not start within 30 s");
@@ -538,6 +706,13 @@ fn control_loop(
             std::hint::spin_loop();
         }
         control.poll_bfd();
+        if !balancers.is_empty() && last_rebalance.elapsed() >= rebalance_every {
+            last_rebalance = Instant::now();
+            let now = dpdk::tsc();
+            for b in balancers.iter_mut() {
+                b.rebalance(now);
+            }
+        }
         if !interval.is_zero() && last_at.elapsed() >= interval {
             let secs = last_at.elapsed().as_secs_f64();
             last_at = Instant::now();
@@ -551,6 +726,9 @@ fn control_loop(
                     println!("{line}");
                 }
             }
+            for line in qos_lines(config, qos_counters) {
+                println!("{line}");
+            }
             for (w, c) in counters.iter().enumerate() {
                 let now = c.snapshot();
                 println!(
@@ -562,6 +740,34 @@ fn control_loop(
         }
     }
     log::info!("stop requested: workers stop rx, flush tx and exit");
+}
+
+/// Per shaped port and worker, per class: sent, dropped, queued, delay.
+fn qos_lines(config: &Config, counters: &[(usize, usize, Arc<QosCounters>)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (w, port, c) in counters {
+        let snap = c.snapshot();
+        let classes: Vec<String> = patronus_dataplane::qos::QosClass::ALL
+            .iter()
+            .map(|&class| {
+                let k = snap.class(class);
+                format!(
+                    "{} {} sent/{} dropped/{} queued, p99 {} us",
+                    class.name(),
+                    k.sent_packets,
+                    k.dropped_packets.iter().sum::<u64>(),
+                    k.depth_packets,
+                    k.delay_percentile_ns(99).map_or(0, |ns| ns / 1000)
+                )
+            })
+            .collect();
+        out.push(format!(
+            "  qos {} worker {w}: {}",
+            config.ports[*port].name,
+            classes.join("; ")
+        ));
+    }
+    out
 }
 
 fn core_line(core: usize, w: usize, d: &WorkerSnapshot, secs: f64) -> String {

@@ -13,13 +13,14 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod buf;
-pub mod dpi;
 pub mod dpdk;
+pub mod dpi;
 pub mod forward;
 pub mod icmp_error;
 pub mod local;
 pub mod neighbor;
 pub mod nexthop;
+pub mod policy;
 pub mod punt;
 pub mod qos;
 pub mod ringbed;

@@ -18,7 +18,6 @@ use patronus_dataplane::worker::{Polling, PortQueues, Processor, Shaper, Verdict
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-
 const RATE_BPS: u64 = 50_000_000;
 const FRAME: usize = 1000;
 /// Where the generator puts the TSC stamp and the class marker.
@@ -100,7 +99,8 @@ fn overloaded_link_keeps_realtime_delay_under_a_millisecond_and_drops_bulk() {
     let gap = hz / offered_pps;
 
     let mut rt_delays = Vec::new();
-    let (mut rt_sent, mut bulk_sent, mut rt_rx, mut bulk_rx, mut rx_bytes) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut rt_sent, mut bulk_sent, mut rt_rx, mut bulk_rx, mut rx_bytes) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut first_rx: Option<u64> = None;
     let mut last_rx = 0u64;
     std::thread::scope(|scope| {
@@ -116,6 +116,21 @@ fn overloaded_link_keeps_realtime_delay_under_a_millisecond_and_drops_bulk() {
                 .with_shaper(usize::from(WAN), Shaper::new(scheduler, None, hz))
                 .unwrap();
             w.run(s);
+            if let Some(shaper) = w.shaper(usize::from(WAN)) {
+                let snap = shaper.scheduler().snapshot();
+                for c in QosClass::ALL {
+                    let k = snap.class(c);
+                    eprintln!(
+                        "sched {}: enq {} sent {} dropped {:?} delay p50 {:?} p99 {:?}",
+                        c.name(),
+                        k.enqueued_packets,
+                        k.sent_packets,
+                        k.dropped_packets,
+                        k.delay_percentile_ns(50),
+                        k.delay_percentile_ns(99)
+                    );
+                }
+            }
             drop(w);
             drop(lcore);
         });
@@ -213,6 +228,14 @@ fn overloaded_link_keeps_realtime_delay_under_a_millisecond_and_drops_bulk() {
     });
 
     let snapshot = counters.snapshot();
+    eprintln!(
+        "worker: {} polls ({} idle), rx {}, tx {}, drops {:?}, tsc_hz {hz}",
+        snapshot.polls,
+        snapshot.idle_polls,
+        snapshot.rx_packets(),
+        snapshot.tx_packets(),
+        snapshot.drops
+    );
     let bulk_drops = snapshot.drops[DropReason::QosQueueFull as usize];
     rt_delays.sort_unstable();
     let to_us = |ticks: u64| ticks as f64 * 1e6 / hz as f64;
@@ -245,7 +268,6 @@ fn overloaded_link_keeps_realtime_delay_under_a_millisecond_and_drops_bulk() {
         "the link carries its rate ({:.1} Mbit/s)",
         rate / 1e6
     );
-
 
     drop(bed);
     assert_eq!(pool.in_use(), 0, "every mbuf returns to the pool");

@@ -18,6 +18,7 @@ use crate::buf::{BufError, PacketBuf};
 use crate::forward::Forwarder;
 use crate::icmp_error;
 use crate::punt::PuntReason;
+use crate::qos::{DscpMap, QosClass};
 use crate::stats::DropReason;
 use crate::wg::allowed_ips::AllowedIps;
 use crate::wg::lpm4::Lpm4;
@@ -265,9 +266,20 @@ impl SendHot {
         if self.paths == 1 {
             return self.path0.up.then_some((0, self.path0));
         }
+        self.path_for_where(cold, flow, |_| true)
+    }
+
+    /// [`SendHot::path_for`] among the paths `keep` accepts.
+    #[inline]
+    fn path_for_where(
+        &self,
+        cold: &PeerCold,
+        flow: u64,
+        keep: impl Fn(&PathSlot) -> bool,
+    ) -> Option<(usize, PathSlot)> {
         (0..usize::from(self.paths))
             .filter_map(|i| self.path(cold, i).map(|p| (i, p)))
-            .filter(|(_, p)| p.up)
+            .filter(|(_, p)| p.up && keep(p))
             .max_by_key(|(i, _)| mix(flow ^ (*i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
     }
 }
@@ -380,13 +392,27 @@ pub const HANDOFF_FROM_WAN: u32 = u32::MAX;
 /// A worker's WireGuard processor. Traffic that is not for a peer follows
 /// `fallback` (plain forwarding).
 /// What the policy decides for a packet on its way into a tunnel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PolicyDecision {
     /// Send it on this path (an index into the peer's paths) while that
     /// path is up; None spreads flows over the paths that are up.
     pub path: Option<u8>,
-    /// Its QoS class (0 is the default class), for the scheduler.
+    /// Otherwise prefer the peer's paths out of this WAN port while one
+    /// is up (application-aware routing); None: any path.
+    pub port: Option<u8>,
+    /// Its QoS class, a [`crate::qos::QosClass`] number: the scheduler of
+    /// a shaped WAN port queues it there, and the outer DSCP follows it.
     pub class: u8,
+}
+
+impl Default for PolicyDecision {
+    fn default() -> Self {
+        PolicyDecision {
+            path: None,
+            port: None,
+            class: crate::qos::QosClass::DEFAULT as u8,
+        }
+    }
 }
 
 /// The policy hook between routing and encryption: application-aware path
@@ -394,17 +420,28 @@ pub struct PolicyDecision {
 /// Called once per packet on the worker: it must not block or allocate.
 pub trait Policy {
     /// `inner` is the IP packet, `peer` the route's peer, `flow` the
-    /// packet's flow hash.
-    fn decide(&mut self, inner: &[u8], peer: u32, flow: u64) -> PolicyDecision;
+    /// packet's flow hash, `now` the burst's TSC.
+    fn decide(&mut self, inner: &[u8], peer: u32, flow: u64, now: u64) -> PolicyDecision;
+
+    /// A packet that came out of `peer`'s tunnel towards the LAN (after
+    /// the cryptokey check): the other direction of the flows `decide`
+    /// sees, which inspection needs.
+    #[inline(always)]
+    fn observe(&mut self, _inner: &[u8], _peer: u32, _now: u64) {}
+
+    /// Once per loop iteration, before rx: housekeeping such as aging
+    /// flows.
+    #[inline(always)]
+    fn poll(&mut self, _now: u64) {}
 }
 
-/// No policy: every flow is hashed onto a path, class 0.
+/// No policy: every flow is hashed onto a path, in the default class.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultPolicy;
 
 impl Policy for DefaultPolicy {
     #[inline(always)]
-    fn decide(&mut self, _inner: &[u8], _peer: u32, _flow: u64) -> PolicyDecision {
+    fn decide(&mut self, _inner: &[u8], _peer: u32, _flow: u64, _now: u64) -> PolicyDecision {
         PolicyDecision::default()
     }
 }
@@ -431,6 +468,11 @@ pub struct WgDataPath<'a, P: Policy = DefaultPolicy> {
     local_ips: Vec<Ipv4Addr>,
     rekey_after_ticks: u64,
     reject_after_ticks: u64,
+    /// The outer DSCP per QoS class, when QoS marks tunnel packets.
+    dscp: Option<DscpMap>,
+    /// Bit `p` set: WAN port `p` has a QoS scheduler, so tunnel packets
+    /// for it leave as [`Verdict::Queue`] with their class.
+    shaped_ports: u64,
 }
 
 impl<'a> WgDataPath<'a, DefaultPolicy> {
@@ -477,6 +519,8 @@ impl<'a> WgDataPath<'a, DefaultPolicy> {
             routes4,
             fallback,
             drop_unknown: false,
+            dscp: None,
+            shaped_ports: 0,
         }
     }
 
@@ -497,11 +541,28 @@ impl<'a> WgDataPath<'a, DefaultPolicy> {
             local_ips: self.local_ips,
             rekey_after_ticks: self.rekey_after_ticks,
             reject_after_ticks: self.reject_after_ticks,
+            dscp: self.dscp,
+            shaped_ports: self.shaped_ports,
         }
     }
 }
 
 impl<'a, P: Policy> WgDataPath<'a, P> {
+    /// QoS: tunnel packets out of the WAN ports in `shaped` (port indexes
+    /// below 64) go to those ports' schedulers with their class, and every
+    /// tunnel packet's outer DSCP is set from its class by `dscp`.
+    pub fn set_qos(&mut self, dscp: Option<DscpMap>, shaped: &[u8]) {
+        self.dscp = dscp;
+        self.shaped_ports = shaped
+            .iter()
+            .filter(|&&p| p < 64)
+            .fold(0, |m, &p| m | 1 << p);
+    }
+
+    pub fn policy(&self) -> &P {
+        &self.policy
+    }
+
     /// The peer whose allowed IPs hold `addr` (cryptokey routing).
     #[inline]
     fn route(&self, addr: IpAddr) -> Option<u32> {
@@ -655,7 +716,7 @@ impl<'a, P: Policy> WgDataPath<'a, P> {
     fn send_to_peer<B: PacketBuf>(&mut self, packet: &mut B, peer: u32, now: u64) -> Verdict {
         let (rekey_after, reject_after) = (self.rekey_after_ticks, self.reject_after_ticks);
         let flow = flow_hash(packet.data());
-        let decision = self.policy.decide(packet.data(), peer, flow);
+        let decision = self.policy.decide(packet.data(), peer, flow, now);
         let (Some(hot), Some(cold)) = (
             self.send.get_mut(peer as usize),
             self.cold.get(peer as usize),
@@ -669,6 +730,14 @@ impl<'a, P: Policy> WgDataPath<'a, P> {
                 hot.path(cold, usize::from(i))
                     .filter(|s| s.up)
                     .map(|s| (usize::from(i), s))
+            })
+            .or_else(|| {
+                let port = decision.port?;
+                let ends = &self.local_ends;
+                hot.path_for_where(cold, flow, |s| {
+                    ends.get(usize::from(s.local))
+                        .is_some_and(|e| e.port == port)
+                })
             })
             .or_else(|| hot.path_for(cold, flow));
         let Some((path_index, slot)) = chosen else {
@@ -718,7 +787,21 @@ impl<'a, P: Policy> WgDataPath<'a, P> {
         {
             return Verdict::Drop(DropReason::WgEncapFailed);
         }
-        self.set_next_hop(packet, path.port, IpAddr::V4(slot.endpoint_ip))
+        if let Some(dscp) = &self.dscp {
+            let outer = &mut packet.data_mut()[ethernet::HEADER_LEN..];
+            let class = QosClass::from_u8(decision.class).unwrap_or(QosClass::DEFAULT);
+            // The outer header was just built: it is a valid IPv4 header.
+            let _ = dscp.mark(outer, class);
+        }
+        match self.set_next_hop(packet, path.port, IpAddr::V4(slot.endpoint_ip)) {
+            Verdict::Forward(port) if self.shaped_ports & (1 << (port & 63)) != 0 => {
+                Verdict::Queue {
+                    port,
+                    class: decision.class,
+                }
+            }
+            other => other,
+        }
     }
 
     #[inline]
@@ -920,6 +1003,7 @@ impl<'a, P: Policy> WgDataPath<'a, P> {
         if inner_src.and_then(|a| self.route(a)) != Some(peer) {
             return Verdict::Drop(DropReason::WgCryptokeyMismatch);
         }
+        self.policy.observe(packet.data(), peer, now);
         // Out of the tunnel and onto the LAN is a router hop too.
         if !decrement_hop(packet.data_mut()) {
             return Verdict::Drop(DropReason::TtlExceeded);
@@ -1086,6 +1170,7 @@ impl<P: Policy> Processor for WgDataPath<'_, P> {
     #[inline]
     fn poll(&mut self, now: u64) {
         self.fallback.poll(now);
+        self.policy.poll(now);
         for _ in 0..16 {
             match self.commands.pop() {
                 Some(command) => self.apply(command),
@@ -2019,11 +2104,12 @@ mod tests {
     struct PinSecond(u32);
 
     impl Policy for PinSecond {
-        fn decide(&mut self, inner: &[u8], peer: u32, _flow: u64) -> PolicyDecision {
+        fn decide(&mut self, inner: &[u8], peer: u32, _flow: u64, _now: u64) -> PolicyDecision {
             assert_eq!(inner[0] >> 4, 4, "the policy sees the inner IP packet");
             self.0 += 1;
             PolicyDecision {
                 path: (peer == 0).then_some(1),
+                port: None,
                 class: 3,
             }
         }
@@ -2061,5 +2147,74 @@ mod tests {
         dp.poll(12);
         let mut p = flow_packet(1000);
         assert_eq!(dp.process(&mut p, LAN, 13), Verdict::Forward(WAN));
+    }
+
+    /// Prefers WAN port 2 for every flow, in class `class`.
+    struct PreferPort2(u8);
+
+    impl Policy for PreferPort2 {
+        fn decide(&mut self, _inner: &[u8], _peer: u32, _flow: u64, _now: u64) -> PolicyDecision {
+            PolicyDecision {
+                path: None,
+                port: Some(2),
+                class: self.0,
+            }
+        }
+    }
+
+    #[test]
+    fn a_preferred_port_takes_the_flows_while_a_path_there_is_up() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        install(&mut dp, &rig, true, 10);
+        two_paths(&mut dp);
+        let mut dp = dp.with_policy(PreferPort2(QosClass::DEFAULT as u8));
+        for sport in 2000..2040u16 {
+            let mut p = flow_packet(sport);
+            assert_eq!(dp.process(&mut p, LAN, 11), Verdict::Forward(2));
+        }
+        rig.commands
+            .push(WgCommand::SetPathUp {
+                peer: 0,
+                path: 1,
+                up: false,
+            })
+            .ok()
+            .unwrap();
+        dp.poll(12);
+        let mut p = flow_packet(2000);
+        assert_eq!(
+            dp.process(&mut p, LAN, 13),
+            Verdict::Forward(WAN),
+            "with no path up on the preferred port, any path that is up"
+        );
+    }
+
+    #[test]
+    fn shaped_ports_queue_by_class_and_the_outer_dscp_follows_the_class() {
+        let rig = Rig::new();
+        let mut dp = rig.datapath();
+        install(&mut dp, &rig, true, 10);
+        two_paths(&mut dp);
+        let mut dp = dp.with_policy(PreferPort2(QosClass::RealTime as u8));
+        dp.set_qos(Some(DscpMap::default()), &[2]);
+        let mut p = flow_packet(3000);
+        assert_eq!(
+            dp.process(&mut p, LAN, 11),
+            Verdict::Queue {
+                port: 2,
+                class: QosClass::RealTime as u8
+            }
+        );
+        let outer = ipv4::Packet::new_checked(&p.data()[ethernet::HEADER_LEN..]).unwrap();
+        assert_eq!(outer.dscp(), crate::qos::dscp::codepoint::EF);
+        assert!(
+            outer.verify_checksum(),
+            "the DSCP rewrite keeps the checksum right"
+        );
+        // An unshaped port forwards at once, still marked.
+        dp.set_qos(Some(DscpMap::default()), &[]);
+        let mut p = flow_packet(3001);
+        assert_eq!(dp.process(&mut p, LAN, 12), Verdict::Forward(2));
     }
 }
