@@ -216,7 +216,10 @@ impl<'p, P: Processor> Worker<'p, P> {
     }
 
     fn shaping(&self) -> bool {
-        self.shapers.iter().flatten().any(|s| !s.scheduler.is_empty())
+        self.shapers
+            .iter()
+            .flatten()
+            .any(|s| !s.scheduler.is_empty())
     }
 
     /// One iteration: rx, process and tx on every port. Returns how many

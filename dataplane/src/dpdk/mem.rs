@@ -38,13 +38,7 @@ pub fn advise_huge_pages<T>(v: &mut Vec<T>) -> bool {
     // SAFETY: [first, end) lies inside the allocation `v` owns (page-aligned
     // sub-range of its capacity); MADV_HUGEPAGE changes how the kernel backs
     // those pages, never their contents, so no Rust-visible memory changes.
-    let rc = unsafe {
-        libc::madvise(
-            first as *mut libc::c_void,
-            end - first,
-            libc::MADV_HUGEPAGE,
-        )
-    };
+    let rc = unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE) };
     rc == 0
 }
 

@@ -647,7 +647,6 @@ const fn full_mask() -> u16 {
     ((1u32 << BUCKET_SLOTS) - 1) as u16
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
