@@ -597,21 +597,7 @@ impl DpiEngine {
                 app = self.apps.by_name(hint).unwrap_or(AppId::NONE);
             }
         }
-        let category = match (protocol, self.apps.category(app)) {
-            (Protocol::Dns, _) => Category::Network,
-            (_, Some(c)) => c,
-            (p, None) => p.default_category(),
-        };
-        flow.class = Classification {
-            protocol,
-            category,
-            app,
-            confidence,
-            packets: flow.inspected,
-        };
-        self.release(flow);
-        flow.flags |= F_DONE;
-        flow.stage = ST_NONE;
+        self.conclude(flow, protocol, app, confidence);
         if matches!(protocol, Protocol::Ftp | Protocol::Sip) {
             flow.flags |= F_CONTROL;
             // An INVITE's offer arrives on the packet that decides SIP.
@@ -650,6 +636,19 @@ impl DpiEngine {
         };
         let (protocol, confidence) = class;
         self.out.protocol = protocol;
+        self.conclude(flow, protocol, app, confidence);
+        flow.class
+    }
+
+    /// Records a flow's final classification (the category is the app's,
+    /// else the protocol's; DNS stays Network) and ends its inspection.
+    fn conclude(
+        &mut self,
+        flow: &mut FlowDpi,
+        protocol: Protocol,
+        app: AppId,
+        confidence: Confidence,
+    ) {
         let category = match (protocol, self.apps.category(app)) {
             (Protocol::Dns, _) => Category::Network,
             (_, Some(c)) => c,
@@ -665,7 +664,6 @@ impl DpiEngine {
         self.release(flow);
         flow.flags |= F_DONE;
         flow.stage = ST_NONE;
-        flow.class
     }
 
     /// The SNI of a ClientHello that never completed, if the bytes so far
