@@ -306,8 +306,10 @@ pub fn run(config: &Config) -> Result<(), RunError> {
             &ready,
             &stop,
             &mut control,
-            &mut balancers,
-            &qos_counters,
+            QosControl {
+                balancers: &mut balancers,
+                counters: &qos_counters,
+            },
         );
     });
 
@@ -655,9 +657,12 @@ fn control_loop(
     ready: &AtomicUsize,
     stop: &AtomicBool,
     control: &mut ControlPlane<'_>,
-    balancers: &mut [ShareBalancer],
-    qos_counters: &[(usize, usize, Arc<QosCounters>)],
+    qos: QosControl<'_>,
 ) {
+    let QosControl {
+        balancers,
+        counters: qos_counters,
+    } = qos;
     let workers = config.worker_cores.len();
     let started = Instant::now();
     let rebalance_every = Duration::from_millis(
@@ -740,6 +745,14 @@ fn control_loop(
         }
     }
     log::info!("stop requested: workers stop rx, flush tx and exit");
+}
+
+/// The control thread's part of QoS: the share balancers it runs and the
+/// schedulers' counters it prints.
+struct QosControl<'a> {
+    balancers: &'a mut [ShareBalancer],
+    /// (worker, port, counters) per scheduler.
+    counters: &'a [(usize, usize, Arc<QosCounters>)],
 }
 
 /// Per shaped port and worker, per class: sent, dropped, queued, delay.

@@ -265,7 +265,7 @@ fn garbage_inside_records_is_skipped_without_a_crash() {
                 x ^= x << 13;
                 x ^= x >> 17;
                 x ^= x << 5;
-                if x % 3 == 0 {
+                if x.is_multiple_of(3) {
                     *b = x as u8;
                 }
             }

@@ -10,7 +10,7 @@
 use crate::dpi::capture::{self, LinkType};
 use crate::dpi::engine::{DpiEngine, FlowDpi, Inspection};
 use crate::dpi::flowtable::{FlowTable, FlowTableConfig};
-use crate::dpi::types::{AppId, Category, Confidence};
+use crate::dpi::types::{AppId, Category};
 use crate::qos::{ClassMap, QosClass};
 use crate::wg::datapath::{Policy, PolicyDecision};
 
@@ -74,7 +74,9 @@ impl AppPolicy {
         };
         let entry = dpi.flows.lookup_or_insert(&key, key.hash64(), now);
         let flow = entry.value;
-        if flow.class.confidence == Confidence::None {
+        // Decided flows cost only the lookup, except FTP and SIP control
+        // connections, whose later lines announce the flows to expect.
+        if flow.wants_packets() {
             if let Inspection::Decided { class, .. } = dpi.engine.inspect(flow, &view, now) {
                 self.decided[class.category as usize] += 1;
             }

@@ -26,10 +26,14 @@ struct Env {
 }
 
 static ENV: OnceLock<Env> = OnceLock::new();
+/// CPUs of the machine, counted before EAL init narrows the calling
+/// thread's affinity (and with it available_parallelism) to CPU 0.
+static CPUS: OnceLock<usize> = OnceLock::new();
 static TURN: Mutex<()> = Mutex::new(());
 
 fn env() -> (&'static Env, MutexGuard<'static, ()>) {
     let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let env = ENV.get_or_init(|| {
         let memory = EalMemory::choose(true, 256, &format!("dptest{}", std::process::id()));
         let mut args = vec![
@@ -101,7 +105,7 @@ fn run_worker_with<P: Processor + Send>(
     std::thread::scope(|scope| {
         let (c, s) = (&counters, &stop);
         let worker = scope.spawn(move || {
-            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let cpus = *CPUS.get().expect("counted in env()");
             assert!(core_affinity::set_for_current(core_affinity::CoreId {
                 id: cpus - 1
             }));

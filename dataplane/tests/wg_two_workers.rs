@@ -81,10 +81,12 @@ fn two_workers_keep_every_peers_counters_and_replay_windows_correct() {
         "--no-telemetry".into(),
     ];
     args.extend(memory.args);
+    // Counted before EAL init narrows this thread's affinity (and with it
+    // available_parallelism) to the main lcore's CPU.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let _eal = Eal::init(&args).expect("EAL initialises (run the tests as root)");
     let pool = Mempool::new("wg2w_pool", 16383, 256, 2176).unwrap();
     let in_use_before = pool.in_use();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     {
         let ring = |name: &str| Ring::new(name, 8191).unwrap();
         let (lan_rx, lan_tx) = (

@@ -28,7 +28,10 @@ use crate::{inproc, port_mac, Args, Measurement};
 use crossbeam_queue::ArrayQueue;
 use patronus_dataplane::buf::{HeapBuf, PacketBuf};
 use patronus_dataplane::dpdk::{tsc, Mbuf, Mempool, Ring};
+use patronus_dataplane::dpi::engine::{DpiConfig, DpiEngine};
 use patronus_dataplane::forward::Forwarder;
+use patronus_dataplane::policy::{self, AppPolicy};
+use patronus_dataplane::qos::ClassMap;
 use patronus_dataplane::ringbed::{RingBed, LAN, WAN};
 use patronus_dataplane::synth;
 use patronus_dataplane::wg::allowed_ips::AllowedIps;
@@ -150,11 +153,16 @@ pub struct Memory {
     pub route_bytes: usize,
     /// Untimed seconds to build the data path (routes and keypairs).
     pub setup_seconds: f64,
+    /// The DPI flow table, with `--dpi` (0 without).
+    pub flow_bytes: usize,
 }
 
 /// One configuration of the pipeline, built once per run.
 pub struct PopBench {
     scale: Scale,
+    /// Run the DPI policy (a flow table of `scale.flows` entries and the
+    /// engine) in the hook, as a node with `[dpi]` does.
+    dpi: bool,
     lan_port_mac: Address,
     wan_port_mac: Address,
     /// A LAN host's `--size`-byte frame (UDP checksum 0); each flow rewrites
@@ -205,7 +213,7 @@ fn next_random(state: &mut u64) -> u64 {
 }
 
 impl PopBench {
-    pub fn new(bed: &RingBed, size: u16, scale: Scale) -> Result<PopBench, String> {
+    pub fn new(bed: &RingBed, size: u16, scale: Scale, dpi: bool) -> Result<PopBench, String> {
         let lan_port_mac = port_mac(bed, LAN)?;
         let wan_port_mac = port_mac(bed, WAN)?;
         let mut template = synth::udp_frame(
@@ -241,6 +249,7 @@ impl PopBench {
         }
         Ok(PopBench {
             scale,
+            dpi,
             lan_port_mac,
             wan_port_mac,
             template,
@@ -261,14 +270,39 @@ impl PopBench {
             .map(|_| PeerActivity::default())
             .collect();
         let commands = ArrayQueue::new(self.scale.peers as usize);
-        let (datapath, memory) = self.datapath(&activity, &commands, tsc_hz)?;
+        let (datapath, mut memory) = self.datapath(&activity, &commands, tsc_hz)?;
         let mut feed = PopFeed {
             bench: self,
             next: 0,
             checked: 0,
         };
-        let m = ringrun::run(args, bed, pool, name, datapath, &mut feed)?;
+        let m = if self.dpi {
+            let policy = self.policy(tsc_hz)?;
+            memory.flow_bytes = policy.inspector().map_or(0, |i| i.flows.memory_bytes());
+            ringrun::run(
+                args,
+                bed,
+                pool,
+                name,
+                datapath.with_policy(policy),
+                &mut feed,
+            )?
+        } else {
+            ringrun::run(args, bed, pool, name, datapath, &mut feed)?
+        };
         Ok((m, memory))
+    }
+
+    /// The policy a node with `[dpi]` runs: its own engine and a flow table
+    /// sized for every flow of the run.
+    fn policy(&self, tsc_hz: u64) -> Result<AppPolicy, String> {
+        let engine = DpiEngine::new(DpiConfig {
+            ticks_per_sec: tsc_hz,
+            ..DpiConfig::default()
+        })
+        .map_err(|e| e.to_string())?;
+        let inspector = policy::inspector(engine, self.scale.flows as usize, tsc_hz, 300, 60)?;
+        Ok(AppPolicy::new(Some(inspector), ClassMap::default()))
     }
 
     /// The same processing on one core with hot packet data: 32 heap
@@ -280,66 +314,82 @@ impl PopBench {
         tsc_hz: u64,
         name: &'static str,
     ) -> Result<Measurement, String> {
-        const BATCH: usize = 32;
-        const HEADROOM: usize = 128;
-        let (size, seconds) = (args.size, args.seconds);
-        let frame_len = self.template.len();
         let m = inproc::on_core(args.worker_core, || {
             let activity: Vec<PeerActivity> = (0..self.scale.peers)
                 .map(|_| PeerActivity::default())
                 .collect();
             let commands = ArrayQueue::new(self.scale.peers as usize);
-            let (mut dp, _) = self.datapath(&activity, &commands, tsc_hz)?;
-            let mut batch: Vec<HeapBuf> = (0..BATCH)
-                .map(|_| HeapBuf::from_slice(&self.template, HEADROOM, 64))
-                .collect();
-            let mut next = 0usize;
-            let warmup = std::time::Duration::from_millis(300);
-            let start = Instant::now();
-            let deadline = start + warmup + std::time::Duration::from_secs_f64(seconds);
-            let mut measured_from = None;
-            let (mut packets, mut cycles) = (0u64, 0u64);
-            loop {
-                let now = Instant::now();
-                if now >= deadline {
-                    break;
-                }
-                if measured_from.is_none() && now >= start + warmup {
-                    measured_from = Some(now);
-                }
-                for b in &mut batch {
-                    rewind(b, HEADROOM, frame_len)?;
-                    self.write_headers(b.data_mut(), next);
-                    next = if next + 1 == self.flows.len() {
-                        0
-                    } else {
-                        next + 1
-                    };
-                }
-                let t0 = tsc();
-                dp.poll(t0);
-                for b in &mut batch {
-                    let verdict = dp.process(b, LAN, t0);
-                    if verdict != Verdict::Forward(WAN) {
-                        return Err(format!("{name}: unexpected verdict {verdict:?}"));
-                    }
-                }
-                let t1 = tsc();
-                if measured_from.is_some() {
-                    packets += BATCH as u64;
-                    cycles += t1 - t0;
-                }
+            let (dp, _) = self.datapath(&activity, &commands, tsc_hz)?;
+            if self.dpi {
+                let policy = self.policy(tsc_hz)?;
+                self.time_batches(dp.with_policy(policy), args, tsc_hz, name)
+            } else {
+                self.time_batches(dp, args, tsc_hz, name)
             }
-            let elapsed = measured_from.map_or(0.0, |t| t.elapsed().as_secs_f64());
-            Ok(Measurement::from_cycles(
-                name, size, packets, cycles, elapsed, tsc_hz,
-            ))
         })?;
         eprintln!(
             "patronus-bench: {name}: {:.1} cycles/packet",
             m.cycles_per_packet
         );
         Ok(m)
+    }
+
+    /// Times batches of 32 heap buffers through `dp` (see `single_core`).
+    fn time_batches<P: Processor>(
+        &self,
+        mut dp: P,
+        args: &Args,
+        tsc_hz: u64,
+        name: &'static str,
+    ) -> Result<Measurement, String> {
+        const BATCH: usize = 32;
+        const HEADROOM: usize = 128;
+        let (size, seconds) = (args.size, args.seconds);
+        let frame_len = self.template.len();
+        let mut batch: Vec<HeapBuf> = (0..BATCH)
+            .map(|_| HeapBuf::from_slice(&self.template, HEADROOM, 64))
+            .collect();
+        let mut next = 0usize;
+        let warmup = std::time::Duration::from_millis(300);
+        let start = Instant::now();
+        let deadline = start + warmup + std::time::Duration::from_secs_f64(seconds);
+        let mut measured_from = None;
+        let (mut packets, mut cycles) = (0u64, 0u64);
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if measured_from.is_none() && now >= start + warmup {
+                measured_from = Some(now);
+            }
+            for b in &mut batch {
+                rewind(b, HEADROOM, frame_len)?;
+                self.write_headers(b.data_mut(), next);
+                next = if next + 1 == self.flows.len() {
+                    0
+                } else {
+                    next + 1
+                };
+            }
+            let t0 = tsc();
+            dp.poll(t0);
+            for b in &mut batch {
+                let verdict = dp.process(b, LAN, t0);
+                if verdict != Verdict::Forward(WAN) {
+                    return Err(format!("{name}: unexpected verdict {verdict:?}"));
+                }
+            }
+            let t1 = tsc();
+            if measured_from.is_some() {
+                packets += BATCH as u64;
+                cycles += t1 - t0;
+            }
+        }
+        let elapsed = measured_from.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        Ok(Measurement::from_cycles(
+            name, size, packets, cycles, elapsed, tsc_hz,
+        ))
     }
 
     /// Writes flow `index`'s headers over the template's in `frame`.
@@ -428,6 +478,7 @@ impl PopBench {
                 peer_bytes,
                 route_bytes,
                 setup_seconds: setup.elapsed().as_secs_f64(),
+                flow_bytes: 0,
             },
         ))
     }
