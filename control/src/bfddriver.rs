@@ -5,6 +5,7 @@
 //! session going Down takes the path out of use at once (a command to the
 //! peer's owner worker, applied before its next burst); Up puts it back.
 
+use crate::bfd::frame::{build_frame, parse_udp};
 use crate::bfd::packet::State;
 use crate::bfd::registry::{PathId, PeerConfig, Registry, RxMeta, SessionId, TxMeta};
 use crate::bfd::session::SessionEvent;
@@ -16,14 +17,11 @@ use patronus_dataplane::buf::PacketBuf;
 use patronus_dataplane::dpdk::{Mbuf, Mempool};
 use patronus_dataplane::nexthop::Resolver;
 use patronus_dataplane::punt::{InjectAction, Injected, Punted, WorkerRings};
-use patronus_dataplane::wire::ethernet::{self, Address, EtherType};
-use patronus_dataplane::wire::{ipv4, ipv6, udp, IpProtocol};
+use patronus_dataplane::wire::ethernet::{self, Address};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
 
-/// BFD's DSCP: CS6, network control (RFC 5881 4 recommends it).
-const DSCP_CS6: u8 = 48;
 /// Lateness is not recorded this long after the control loop starts: the
 /// node is still starting (the control thread was seen held up once for
 /// ~0.75 s there, before any session could be Up).
@@ -617,126 +615,4 @@ pub fn session_specs(config: &crate::config::Config) -> Vec<SessionSpec> {
         }
     }
     specs
-}
-
-/// What BFD needs of a received frame.
-struct UdpInfo {
-    src: IpAddr,
-    dst: IpAddr,
-    ttl: u8,
-    dst_port: u16,
-    payload: std::ops::Range<usize>,
-}
-
-fn parse_udp(frame: &[u8]) -> Option<UdpInfo> {
-    let eth = ethernet::Frame::new_checked(frame).ok()?;
-    let offset = frame.len() - eth.payload().len();
-    let (src, dst, ttl, l4_offset, l4_len): (IpAddr, IpAddr, u8, usize, usize) =
-        match eth.payload_ethertype() {
-            EtherType::Ipv4 => {
-                let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
-                if ip.next_header() != IpProtocol::Udp || ip.more_frags() || ip.frag_offset() != 0 {
-                    return None;
-                }
-                let header = ip.header_len();
-                (
-                    IpAddr::V4(ip.src_addr()),
-                    IpAddr::V4(ip.dst_addr()),
-                    ip.hop_limit(),
-                    offset + header,
-                    ip.payload().len(),
-                )
-            }
-            EtherType::Ipv6 => {
-                let ip = ipv6::Packet::new_checked(eth.payload()).ok()?;
-                if ip.next_header() != IpProtocol::Udp {
-                    return None;
-                }
-                (
-                    IpAddr::V6(ip.src_addr()),
-                    IpAddr::V6(ip.dst_addr()),
-                    ip.hop_limit(),
-                    offset + ipv6::HEADER_LEN,
-                    ip.payload().len(),
-                )
-            }
-            _ => return None,
-        };
-    let l4 = frame.get(l4_offset..l4_offset + l4_len)?;
-    let u = udp::Packet::new_checked(l4).ok()?;
-    let start = l4_offset + udp::HEADER_LEN;
-    let end = start + u.payload().len();
-    Some(UdpInfo {
-        src,
-        dst,
-        ttl,
-        dst_port: u.dst_port(),
-        payload: start..end,
-    })
-}
-
-/// Ethernet (destination filled in later), IP with TTL 255 and CS6, UDP.
-fn build_frame(src_mac: Address, meta: &TxMeta, payload: &[u8]) -> Option<Vec<u8>> {
-    let v6 = meta.dst.is_ipv6();
-    let ip_len = if v6 {
-        ipv6::HEADER_LEN
-    } else {
-        ipv4::HEADER_LEN
-    };
-    let udp_len = udp::HEADER_LEN + payload.len();
-    let mut frame = vec![0u8; ethernet::HEADER_LEN + ip_len + udp_len];
-    // The payload first: the UDP checksum covers it.
-    frame[ethernet::HEADER_LEN + ip_len + udp::HEADER_LEN..].copy_from_slice(payload);
-    let eth = ethernet::Repr {
-        src_addr: src_mac,
-        dst_addr: Address([0; 6]),
-        ethertype: if v6 { EtherType::Ipv6 } else { EtherType::Ipv4 },
-        vlan: None,
-    };
-    let mut f = ethernet::Frame::new_unchecked(&mut frame[..]);
-    eth.emit(&mut f).ok()?;
-    let ip_bytes = f.payload_mut();
-    let udp_repr = udp::Repr {
-        src_port: meta.src_port,
-        dst_port: meta.dst_port,
-        payload_len: payload.len(),
-    };
-    match (meta.src, meta.dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let repr = ipv4::Repr {
-                src_addr: s,
-                dst_addr: d,
-                next_header: IpProtocol::Udp,
-                payload_len: udp_len,
-                hop_limit: meta.ttl,
-                dscp: DSCP_CS6,
-                ecn: 0,
-                ident: 0,
-                dont_frag: true,
-                more_frags: false,
-                frag_offset: 0,
-            };
-            let mut ip = ipv4::Packet::new_unchecked(&mut ip_bytes[..]);
-            repr.emit(&mut ip).ok()?;
-            let mut u = udp::Packet::new_unchecked(ip.payload_mut());
-            udp_repr.emit(&mut u, s, d).ok()?;
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let repr = ipv6::Repr {
-                src_addr: s,
-                dst_addr: d,
-                next_header: IpProtocol::Udp,
-                payload_len: udp_len,
-                hop_limit: meta.ttl,
-                traffic_class: DSCP_CS6 << 2,
-                flow_label: 0,
-            };
-            let mut ip = ipv6::Packet::new_unchecked(&mut ip_bytes[..]);
-            repr.emit(&mut ip).ok()?;
-            let mut u = udp::Packet::new_unchecked(ip.payload_mut());
-            udp_repr.emit(&mut u, s, d).ok()?;
-        }
-        _ => return None,
-    }
-    Some(frame)
 }

@@ -4,10 +4,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-// Parts of the BFD core (parameter changes, admin down, per-session
-// getters) are for the management API, which is not there yet.
-#[allow(dead_code)]
-mod bfd;
+use patronus_control::bfd;
 mod bfdconfig;
 mod bfddriver;
 mod config;

@@ -26,9 +26,13 @@
 //!   responder side of a `--peers`-peer `Device` (initiation in, response
 //!   out), with boringtun's responder in the same run and the cost of a
 //!   cookie reply under load.
+//! - `bfd`: `--sessions` BFD sessions at `--interval-ms` × 3 driven by the
+//!   daemon's control loop on the control core, against a peer on the
+//!   worker core; false Downs, timer lateness, CPU (see `bfd_bench`).
 
 #![forbid(unsafe_code)]
 
+mod bfd_bench;
 mod dpi_bench;
 mod flowtable_bench;
 mod handshake;
@@ -77,6 +81,10 @@ enum Scenario {
     /// The QoS scheduler's enqueue-plus-dequeue cost per packet with every
     /// class active. No DPDK.
     Qos,
+    /// `--sessions` BFD sessions at `--interval-ms` × 3 in the daemon's
+    /// control loop on the control core (`--generator-core`), the peer on
+    /// the worker core: false Downs, timer lateness, CPU. No DPDK.
+    Bfd,
 }
 
 #[derive(Parser, Debug)]
@@ -97,7 +105,8 @@ pub struct Args {
     /// plaintext). 60 to 1514.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(60..=1514))]
     pub size: u16,
-    /// Measured seconds per round (after a short warm-up).
+    /// Measured seconds per round (after a short warm-up). `bfd`: the
+    /// measured window once every session is Up (default 20).
     #[arg(long, default_value_t = 1.0)]
     pub seconds: f64,
     /// Rounds per scenario; scenarios with a baseline alternate their rounds
@@ -131,6 +140,22 @@ pub struct Args {
     /// tunnel) instead of the full pipeline.
     #[arg(long)]
     pub plain: bool,
+    /// `forward` at scale: run the DPI policy in the hook (a flow table
+    /// sized for `--flows` and the engine), in the PoP run and in its
+    /// single-peer baseline.
+    #[arg(long)]
+    pub dpi: bool,
+    /// `bfd`: sessions on the control core, each with its peer session on
+    /// the worker core.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=16384))]
+    pub sessions: u32,
+    /// `bfd`: the sessions' transmit and receive interval, milliseconds.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(10..=10_000))]
+    pub interval_ms: u32,
+    /// `bfd`: the worker core's loop also streams memory between its
+    /// deadlines (a forwarding worker's cache and memory traffic).
+    #[arg(long)]
+    pub load: bool,
     /// Do not try hugepages (use --no-huge).
     #[arg(long)]
     no_huge: bool,
@@ -352,6 +377,7 @@ fn main() -> ExitCode {
         Scenario::Flowtable => Some(flowtable_bench::run(&args)),
         Scenario::Dpi => Some(dpi_bench::run(&args)),
         Scenario::Qos => Some(qos_bench::run(&args)),
+        Scenario::Bfd => Some(bfd_bench::run(&args)),
         _ => None,
     };
     if let Some(result) = pure {
@@ -512,9 +538,11 @@ fn run_rounds(
                 single_core_rounds.push(wg.decap_single_core(args, tsc_hz)?);
                 main_rounds.push(wg.decap(args, bed, pool, tsc_hz)?);
             }
-            Scenario::Handshake | Scenario::Flowtable | Scenario::Dpi | Scenario::Qos => {
-                return Err(format!("{:?} has no ring rounds", args.scenario))
-            }
+            Scenario::Handshake
+            | Scenario::Flowtable
+            | Scenario::Dpi
+            | Scenario::Qos
+            | Scenario::Bfd => return Err(format!("{:?} has no ring rounds", args.scenario)),
         }
     }
     let mut extras = Extras::default();
@@ -586,8 +614,8 @@ fn pop_rounds(
         "patronus-bench: forward: {} peers, {} prefixes, {} flows (baseline: 1, 1, 1)",
         scale.peers, scale.prefixes, scale.flows
     );
-    let single = pop::PopBench::new(bed, args.size, pop::Scale::SINGLE)?;
-    let pop = pop::PopBench::new(bed, args.size, scale)?;
+    let single = pop::PopBench::new(bed, args.size, pop::Scale::SINGLE, args.dpi)?;
+    let pop = pop::PopBench::new(bed, args.size, scale, args.dpi)?;
     let (mut ours, mut baseline, mut io) = (Vec::new(), Vec::new(), Vec::new());
     let (mut ours_single_core, mut baseline_single_core) = (Vec::new(), Vec::new());
     let mut memory = None;
@@ -631,8 +659,9 @@ fn pop_rounds(
         flows: Some(scale.flows),
         memory_per_peer_bytes: Some(memory.peer_bytes as f64 / f64::from(scale.peers)),
         memory_per_prefix_bytes: Some(memory.route_bytes as f64 / f64::from(scale.prefixes)),
-        // No per-flow state: the path is a stateless hash of the flow.
-        memory_per_flow_bytes: Some(0.0),
+        // Without --dpi no per-flow state: the path is a stateless hash of
+        // the flow; with it, the DPI flow table.
+        memory_per_flow_bytes: Some(memory.flow_bytes as f64 / f64::from(scale.flows)),
         peer_state_bytes: Some(memory.peer_bytes),
         route_table_bytes: Some(memory.route_bytes),
         setup_seconds: Some(memory.setup_seconds),

@@ -8,6 +8,8 @@
 //! - [`counters`]: drop reasons (RFC 5880 §6.8.6) and counters.
 //! - [`session`]: one session's state machine in asynchronous mode
 //!   (RFC 5880 §6.1–§6.8).
+//! - [`frame`]: the Ethernet / IP / UDP frames BFD travels in (RFC 5881,
+//!   RFC 5883), built and parsed.
 //! - [`registry`]: many sessions, demultiplexed by Your Discriminator or by
 //!   addresses (RFC 5880 §6.8.6, RFC 5881 §3), with the next deadline over
 //!   all of them.
@@ -19,6 +21,7 @@
 
 pub mod auth;
 pub mod counters;
+pub mod frame;
 pub mod jitter;
 pub mod packet;
 pub mod registry;

@@ -1,0 +1,5 @@
+//! The parts of the daemon that other crates use: the sans-I/O BFD core,
+//! which `patronus-bench bfd` drives with the daemon's own loop.
+#![forbid(unsafe_code)]
+
+pub mod bfd;
