@@ -13,13 +13,21 @@
 //! runs it twice with the same loop count L (`-l L -q`): over the capture,
 //! and over an empty capture (a bare pcap header). The difference is the
 //! time of L passes of packet work: nDPI's rate is L × packets over it.
-//! Both read from the page cache and print nothing. Use a capture of
-//! thousands of packets: with a handful the difference drowns in noise.
+//! Both read from the page cache and print nothing.
+//!
+//! A small capture would drown nDPI's packet work in that start-up, so a
+//! capture of fewer than `TARGET_PACKETS` packets is first replicated: its
+//! Ethernet/IPv4 records are written again and again into a temporary
+//! pcap, each copy with its addresses moved to their own /16s (second and
+//! third octets = the copy number, IP checksum refilled) and its times
+//! shifted past the previous copy, so every copy is a new set of flows
+//! with the same payloads. Both engines classify that same file.
 
 use crate::Args;
 use patronus_dataplane::dpi::capture::{self, Record};
 use patronus_dataplane::dpi::engine::{DpiConfig, DpiEngine, FlowDpi, Inspection, PacketView};
 use patronus_dataplane::dpi::key::FlowKey;
+use patronus_dataplane::wire::ipv4;
 use serde_json::json;
 use std::collections::HashMap;
 use std::process::Command;
@@ -113,13 +121,83 @@ fn ndpi_run(file: &std::path::Path, loops: u32) -> Result<f64, String> {
     Ok(t)
 }
 
+/// Packets the benchmark wants in its capture (see the module docs).
+const TARGET_PACKETS: usize = 200_000;
+
+/// `records` (Ethernet + IPv4 only) replicated `copies` times as a pcap.
+fn replicate(records: &[Record<'_>], copies: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for word in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 262_144, 1] {
+        out.extend_from_slice(&word.to_le_bytes());
+    }
+    let first = records.first().map_or(0, |r| r.ts_us);
+    let span = records.last().map_or(0, |r| r.ts_us.saturating_sub(first)) + 1_000_000;
+    for copy in 0..copies {
+        for rec in records {
+            let d = rec.data;
+            // Ethernet (untagged) carrying IPv4 with a full header.
+            if rec.link != capture::LinkType::Ethernet || d.len() < 34 || d[12..14] != [8, 0] {
+                continue;
+            }
+            let mut frame = d.to_vec();
+            for at in [26usize, 30] {
+                frame[at + 1] = (copy >> 8) as u8 ^ d[at + 1];
+                frame[at + 2] = copy as u8 ^ d[at + 2];
+            }
+            if let Ok(mut ip) = ipv4::Packet::new_checked(&mut frame[14..]) {
+                ip.fill_checksum();
+            }
+            let ts = rec.ts_us - first + copy as u64 * span;
+            for word in [
+                (ts / 1_000_000) as u32,
+                (ts % 1_000_000) as u32,
+                frame.len() as u32,
+                rec.orig_len.max(frame.len() as u32),
+            ] {
+                out.extend_from_slice(&word.to_le_bytes());
+            }
+            out.extend_from_slice(&frame);
+        }
+    }
+    out
+}
+
 pub fn run(args: &Args) -> Result<serde_json::Value, String> {
-    let file = args
+    let given = args
         .file
         .as_deref()
         .ok_or("dpi: give the capture to classify: patronus-bench dpi FILE")?;
-    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let records: Vec<Record<'_>> = capture::records(&bytes)
+    let original = std::fs::read(given).map_err(|e| format!("{}: {e}", given.display()))?;
+    let original_records: Vec<Record<'_>> = capture::records(&original)
+        .map_err(|e| format!("{}: {e}", given.display()))?
+        .filter_map(Result::ok)
+        .collect();
+    let copies = TARGET_PACKETS.div_ceil(original_records.len().max(1));
+    let replicated_path =
+        std::env::temp_dir().join(format!("patronus-bench-dpi-{}.pcap", std::process::id()));
+    let (file, bytes) = if copies > 1 {
+        let bytes = replicate(&original_records, copies);
+        std::fs::write(&replicated_path, &bytes)
+            .map_err(|e| format!("{}: {e}", replicated_path.display()))?;
+        (replicated_path.as_path(), bytes)
+    } else {
+        (given, original.clone())
+    };
+    let result = classify_file(args, given, file, &bytes, copies);
+    if copies > 1 {
+        let _ = std::fs::remove_file(&replicated_path);
+    }
+    result
+}
+
+fn classify_file(
+    args: &Args,
+    given: &std::path::Path,
+    file: &std::path::Path,
+    bytes: &[u8],
+    copies: usize,
+) -> Result<serde_json::Value, String> {
+    let records: Vec<Record<'_>> = capture::records(bytes)
         .map_err(|e| format!("{}: {e}", file.display()))?
         .filter_map(Result::ok)
         .collect();
@@ -158,7 +236,10 @@ pub fn run(args: &Args) -> Result<serde_json::Value, String> {
         &mut engine,
     );
     let _ = std::fs::remove_file(&empty);
-    result
+    let mut result = result?;
+    result["file"] = json!(given.display().to_string());
+    result["copies"] = json!(copies);
+    Ok(result)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -175,11 +256,11 @@ fn measure(
     let n_packets = views.len() as f64;
     // Enough ndpiReader loops for about `seconds` of packet work per
     // round, estimated from 10-loop runs.
-    let t_file = ndpi_run(file, 10)?;
-    let t_empty = ndpi_run(empty, 10)?;
-    let per_pass = ((t_file - t_empty) / 10.0).max(1e-5);
-    let startup = t_empty / 10.0;
-    let loops = ((args.seconds / per_pass).ceil() as u32).clamp(10, 1000);
+    let t_file = ndpi_run(file, 1)?;
+    let t_empty = ndpi_run(empty, 1)?;
+    let per_pass = (t_file - t_empty).max(1e-5);
+    let startup = t_empty;
+    let loops = ((args.seconds / per_pass).ceil() as u32).clamp(1, 1000);
     eprintln!(
         "dpi: {} packets in {n_flows} flows ({decided} decided); ndpiReader start-up {:.0} ms per pass, {loops} passes per round",
         views.len(),
