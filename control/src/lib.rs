@@ -1,5 +1,7 @@
 //! The parts of the daemon that other crates use: the sans-I/O BFD core,
-//! which `patronus-bench bfd` drives with the daemon's own loop.
+//! which `patronus-bench bfd` drives with the daemon's own loop, and the
+//! sans-I/O SLA core (probes, estimators, path selection).
 #![forbid(unsafe_code)]
 
 pub mod bfd;
+pub mod sla;
