@@ -884,6 +884,8 @@ mtu = 1500
                 "policy.prefer.VoIP",
             ),
             ("[dpi]\nflows = 10\n", "dpi.flows"),
+            ("[dpi]\nreassembly_slots = 4000000000\n", "dpi.reassembly_slots"),
+            ("[qos.ports.wan]\nrate = \"1Gbit\"\n[qos.classes.bulk]\nqueue_packets = 4000000000\n", "qos.ports.wan"),
             ("[qos.ports.wan9]\nrate = \"1Gbit\"\n", "qos.ports.wan9"),
             ("[qos.ports.wan]\nrate = \"fast\"\n", "qos.ports.wan.rate"),
             (

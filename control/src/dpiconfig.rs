@@ -97,6 +97,13 @@ pub fn validate_dpi(section: &DpiSection) -> Result<Option<DpiSettings>, (String
         engine.max_packets = m;
     }
     if let Some(r) = section.reassembly_slots {
+        // 4 KiB each, allocated at start: the engine's index is 16 bits.
+        if !(1..=65_534).contains(&r) {
+            return Err((
+                "dpi.reassembly_slots".into(),
+                format!("{r} is outside 1 to 65534"),
+            ));
+        }
         engine.reassembly_slots = r as usize;
     }
     for (i, r) in section.rules.iter().enumerate() {

@@ -6,6 +6,7 @@
 
 use super::registry::TxMeta;
 use super::transport::TOS_CS6;
+use patronus_dataplane::synth::UdpFrame;
 use patronus_dataplane::wire::ethernet::{self, Address, EtherType};
 use patronus_dataplane::wire::{ipv4, ipv6, udp, IpProtocol};
 use std::net::IpAddr;
@@ -74,68 +75,18 @@ pub fn parse_udp(frame: &[u8]) -> Option<UdpInfo> {
 
 /// Ethernet (destination filled in later), IP with TTL 255 and CS6, UDP.
 pub fn build_frame(src_mac: Address, meta: &TxMeta, payload: &[u8]) -> Option<Vec<u8>> {
-    let v6 = meta.dst.is_ipv6();
-    let ip_len = if v6 {
-        ipv6::HEADER_LEN
-    } else {
-        ipv4::HEADER_LEN
-    };
-    let udp_len = udp::HEADER_LEN + payload.len();
-    let mut frame = vec![0u8; ethernet::HEADER_LEN + ip_len + udp_len];
-    // The payload first: the UDP checksum covers it.
-    frame[ethernet::HEADER_LEN + ip_len + udp::HEADER_LEN..].copy_from_slice(payload);
-    let eth = ethernet::Repr {
-        src_addr: src_mac,
-        dst_addr: Address([0; 6]),
-        ethertype: if v6 { EtherType::Ipv6 } else { EtherType::Ipv4 },
-        vlan: None,
-    };
-    let mut f = ethernet::Frame::new_unchecked(&mut frame[..]);
-    eth.emit(&mut f).ok()?;
-    let ip_bytes = f.payload_mut();
-    let udp_repr = udp::Repr {
+    UdpFrame {
+        src_mac,
+        dst_mac: Address([0; 6]),
+        src: meta.src,
+        dst: meta.dst,
+        ttl: meta.ttl,
+        dscp: DSCP_CS6,
+        ident: 0,
         src_port: meta.src_port,
         dst_port: meta.dst_port,
-        payload_len: payload.len(),
-    };
-    match (meta.src, meta.dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let repr = ipv4::Repr {
-                src_addr: s,
-                dst_addr: d,
-                next_header: IpProtocol::Udp,
-                payload_len: udp_len,
-                hop_limit: meta.ttl,
-                dscp: DSCP_CS6,
-                ecn: 0,
-                ident: 0,
-                dont_frag: true,
-                more_frags: false,
-                frag_offset: 0,
-            };
-            let mut ip = ipv4::Packet::new_unchecked(&mut ip_bytes[..]);
-            repr.emit(&mut ip).ok()?;
-            let mut u = udp::Packet::new_unchecked(ip.payload_mut());
-            udp_repr.emit(&mut u, s, d).ok()?;
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let repr = ipv6::Repr {
-                src_addr: s,
-                dst_addr: d,
-                next_header: IpProtocol::Udp,
-                payload_len: udp_len,
-                hop_limit: meta.ttl,
-                traffic_class: DSCP_CS6 << 2,
-                flow_label: 0,
-            };
-            let mut ip = ipv6::Packet::new_unchecked(&mut ip_bytes[..]);
-            repr.emit(&mut ip).ok()?;
-            let mut u = udp::Packet::new_unchecked(ip.payload_mut());
-            udp_repr.emit(&mut u, s, d).ok()?;
-        }
-        _ => return None,
     }
-    Some(frame)
+    .build(payload)
 }
 
 #[cfg(test)]

@@ -119,6 +119,10 @@ impl SchedulerConfig {
     }
 }
 
+/// The longest class queue, in packets: its ring is allocated when the
+/// scheduler is built, so a config must not ask for gigabytes.
+pub const MAX_QUEUE_PACKETS: u32 = 1 << 20;
+
 /// Why a configuration was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigError {
@@ -127,7 +131,8 @@ pub enum ConfigError {
     Weight(QosClass),
     /// A ceiling outside 1..=1000 permille.
     Ceiling(QosClass),
-    /// A queue limit of 0 packets or 0 bytes.
+    /// A queue limit of 0 packets or 0 bytes, or above
+    /// [`MAX_QUEUE_PACKETS`] packets (the ring is allocated up front).
     QueueLimit(QosClass),
     /// CoDel on RealTime.
     Codel(QosClass),
@@ -146,7 +151,11 @@ impl core::fmt::Display for ConfigError {
                 write!(f, "qos: {}: ceiling must be 1..=1000 permille", c.name())
             }
             ConfigError::QueueLimit(c) => {
-                write!(f, "qos: {}: queue limits must be above 0", c.name())
+                write!(
+                    f,
+                    "qos: {}: queue limits must be above 0, and at most {MAX_QUEUE_PACKETS} packets",
+                    c.name()
+                )
             }
             ConfigError::Codel(c) => {
                 write!(f, "qos: {}: CoDel is not for strict priority", c.name())
@@ -239,7 +248,7 @@ impl<P> Scheduler<P> {
             if !(1..=1000).contains(&c.ceiling_permille) {
                 return Err(ConfigError::Ceiling(class));
             }
-            if c.queue_packets == 0 || c.queue_bytes == 0 {
+            if c.queue_packets == 0 || c.queue_packets > MAX_QUEUE_PACKETS || c.queue_bytes == 0 {
                 return Err(ConfigError::QueueLimit(class));
             }
             if c.ceiling_permille < 1000 {
