@@ -8,7 +8,7 @@
 //! injection → scheduler → tx ring as the next hop would see it.
 
 use patronus_dataplane::buf::PacketBuf;
-use patronus_dataplane::dpdk::{self, tsc, tsc_hz, Eal, EalMemory, MbufBurst, Mempool};
+use patronus_dataplane::dpdk::{self, tsc, tsc_hz, Eal, EalMemory, MbufBurst, Mempool, Ring};
 use patronus_dataplane::qos::{QosClass, Scheduler, SchedulerConfig};
 use patronus_dataplane::ringbed::{RingBed, LAN, WAN};
 use patronus_dataplane::stats::{DropReason, WorkerCounters};
@@ -52,6 +52,44 @@ fn frame() -> Vec<u8> {
         64,
         FRAME,
     )
+}
+
+/// What the next hop received: per class, with RealTime's delays.
+#[derive(Default)]
+struct Collected {
+    rt_delays: Vec<u64>,
+    rt_rx: u64,
+    bulk_rx: u64,
+    rx_bytes: u64,
+    first_rx: Option<u64>,
+    last_rx: u64,
+}
+
+impl Collected {
+    /// Takes what the worker sent until the ring is empty and `deadline`
+    /// (a TSC value) has passed.
+    fn drain(&mut self, ring: &Ring, out: &mut MbufBurst, deadline: u64) {
+        loop {
+            let n = ring.dequeue_burst(out);
+            let now = tsc();
+            for m in out.drain() {
+                let d = m.data();
+                let stamp = u64::from_le_bytes(d[STAMP_AT..STAMP_AT + 8].try_into().unwrap());
+                if d[MARK_AT] == QosClass::RealTime as u8 {
+                    self.rt_rx += 1;
+                    self.rt_delays.push(now.saturating_sub(stamp));
+                } else {
+                    self.bulk_rx += 1;
+                }
+                self.rx_bytes += d.len() as u64;
+                self.first_rx.get_or_insert(now);
+                self.last_rx = now;
+            }
+            if n == 0 && tsc() >= deadline {
+                break;
+            }
+        }
+    }
 }
 
 fn percentile(sorted: &[u64], p: usize) -> u64 {
@@ -102,11 +140,8 @@ fn overloaded_link_keeps_realtime_delay_under_a_millisecond_and_drops_bulk() {
     let total = (offered_pps as f64 * seconds) as u64;
     let gap = hz / offered_pps;
 
-    let mut rt_delays = Vec::new();
-    let (mut rt_sent, mut bulk_sent, mut rt_rx, mut bulk_rx, mut rx_bytes) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut first_rx: Option<u64> = None;
-    let mut last_rx = 0u64;
+    let (mut rt_sent, mut bulk_sent) = (0u64, 0u64);
+    let mut got = Collected::default();
     std::thread::scope(|scope| {
         let (c, s) = (&counters, &stop);
         let worker = scope.spawn(move || {
@@ -145,35 +180,6 @@ fn overloaded_link_keeps_realtime_delay_under_a_millisecond_and_drops_bulk() {
         let mut burst = MbufBurst::new();
         let mut out = MbufBurst::new();
         let mut i = 0u64;
-        let drain_until = |deadline: u64,
-                           out: &mut MbufBurst,
-                           rt_delays: &mut Vec<u64>,
-                           rt_rx: &mut u64,
-                           bulk_rx: &mut u64,
-                           rx_bytes: &mut u64,
-                           first_rx: &mut Option<u64>,
-                           last_rx: &mut u64| {
-            loop {
-                let n = bed.wan_tx.dequeue_burst(out);
-                let now = tsc();
-                for m in out.drain() {
-                    let d = m.data();
-                    let stamp = u64::from_le_bytes(d[STAMP_AT..STAMP_AT + 8].try_into().unwrap());
-                    if d[MARK_AT] == QosClass::RealTime as u8 {
-                        *rt_rx += 1;
-                        rt_delays.push(now.saturating_sub(stamp));
-                    } else {
-                        *bulk_rx += 1;
-                    }
-                    *rx_bytes += d.len() as u64;
-                    first_rx.get_or_insert(now);
-                    *last_rx = now;
-                }
-                if n == 0 && tsc() >= deadline {
-                    break;
-                }
-            }
-        };
         while i < total {
             // Send what is due now, in small bursts, stamped at injection.
             let now = tsc();
@@ -202,30 +208,10 @@ fn overloaded_link_keeps_realtime_delay_under_a_millisecond_and_drops_bulk() {
                 let took = bed.lan_rx.enqueue_burst(&mut burst);
                 assert_eq!(took, want, "the LAN rx ring keeps up");
             }
-            drain_until(
-                0,
-                &mut out,
-                &mut rt_delays,
-                &mut rt_rx,
-                &mut bulk_rx,
-                &mut rx_bytes,
-                &mut first_rx,
-                &mut last_rx,
-            );
+            got.drain(&bed.wan_tx, &mut out, 0);
         }
-        let end_of_offer = tsc();
         // What is still queued leaves at the link rate; collect it.
-        drain_until(
-            tsc() + hz / 2,
-            &mut out,
-            &mut rt_delays,
-            &mut rt_rx,
-            &mut bulk_rx,
-            &mut rx_bytes,
-            &mut first_rx,
-            &mut last_rx,
-        );
-        let _ = end_of_offer;
+        got.drain(&bed.wan_tx, &mut out, tsc() + hz / 2);
         stop.store(true, Ordering::SeqCst);
         worker.join().expect("worker exits cleanly");
     });
@@ -240,6 +226,14 @@ fn overloaded_link_keeps_realtime_delay_under_a_millisecond_and_drops_bulk() {
         snapshot.drops
     );
     let bulk_drops = snapshot.drops[DropReason::QosQueueFull as usize];
+    let Collected {
+        mut rt_delays,
+        rt_rx,
+        bulk_rx,
+        rx_bytes,
+        first_rx,
+        last_rx,
+    } = got;
     rt_delays.sort_unstable();
     let to_us = |ticks: u64| ticks as f64 * 1e6 / hz as f64;
     let p50 = to_us(percentile(&rt_delays, 50));
