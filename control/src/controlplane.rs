@@ -126,12 +126,8 @@ impl<'a> ControlPlane<'a> {
         }
     }
 
-    /// How long the control thread may sleep: until BFD's next deadline,
-    /// at most `cap`.
-    pub fn sleep_budget(&mut self, cap: std::time::Duration) -> std::time::Duration {
-        match self.bfd.as_mut().and_then(|b| b.next_deadline()) {
-            Some(d) => d.min(cap),
-            None => cap,
-        }
+    /// How long until BFD's next deadline, if it has one.
+    pub fn bfd_deadline(&mut self) -> Option<std::time::Duration> {
+        self.bfd.as_mut().and_then(|b| b.next_deadline())
     }
 }

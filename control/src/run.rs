@@ -700,15 +700,20 @@ fn control_loop(
     while !stop.load(Ordering::SeqCst) {
         // Punted packets, handshakes and timers want millisecond attention;
         // BFD's deadlines (down to 10 ms intervals) are kept to well under
-        // a millisecond: sleep to just short of one, then spin to it.
+        // a millisecond: when one is near, sleep to just short of it and
+        // spin the rest; otherwise sleep a millisecond.
         control.poll();
-        let budget = control.sleep_budget(Duration::from_millis(1));
-        if budget > Duration::from_micros(200) {
-            std::thread::sleep(budget - Duration::from_micros(100));
-        }
-        let until = Instant::now() + control.sleep_budget(Duration::from_micros(100));
-        while Instant::now() < until {
-            std::hint::spin_loop();
+        match control.bfd_deadline() {
+            Some(due) if due <= Duration::from_millis(2) => {
+                if due > Duration::from_micros(200) {
+                    std::thread::sleep(due - Duration::from_micros(100));
+                }
+                let until = Instant::now() + control.bfd_deadline().unwrap_or_default();
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            }
+            _ => std::thread::sleep(Duration::from_millis(1)),
         }
         control.poll_bfd();
         if !balancers.is_empty() && last_rebalance.elapsed() >= rebalance_every {
