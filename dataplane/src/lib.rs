@@ -25,6 +25,7 @@ pub mod punt;
 pub mod qos;
 pub mod ringbed;
 pub mod stats;
+pub mod steer;
 pub mod synth;
 pub mod wg;
 pub mod wire;

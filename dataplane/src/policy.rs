@@ -5,18 +5,45 @@
 //! WAN port. Packets leaving the tunnel towards the LAN are inspected too
 //! ([`Policy::observe`]): servers speak first in several protocols.
 //!
+//! With `[sla]`, flows that fall under an SLA policy take the path the
+//! control thread's selector chose for it ([`crate::steer`]); each flow
+//! remembers its path in the flow table, so it stays there while the path
+//! stays up and compliant.
+//!
 //! Per core, no locks: the flow table and engine belong to the worker.
 
 use crate::dpi::capture::{self, LinkType};
 use crate::dpi::engine::{DpiEngine, FlowDpi, Inspection};
 use crate::dpi::flowtable::{FlowTable, FlowTableConfig};
 use crate::dpi::types::{AppId, Category};
+use crate::qos::rule::FlowFields;
 use crate::qos::{ClassMap, QosClass};
+use crate::steer::{SteerReader, NO_PATH};
 use crate::wg::datapath::{Policy, PolicyDecision};
+
+/// What the policy keeps per flow: the DPI state and the flow's SLA path.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyFlow {
+    pub dpi: FlowDpi,
+    /// The path SLA steering put the flow on ([`NO_PATH`]: none yet).
+    pub path: u8,
+}
+
+impl Default for PolicyFlow {
+    fn default() -> Self {
+        PolicyFlow {
+            dpi: FlowDpi::default(),
+            path: NO_PATH,
+        }
+    }
+}
+
+// The 64-byte bound holds with the path byte.
+const _: () = assert!(crate::dpi::flowtable::bytes_per_slot_x10::<PolicyFlow>() <= 640);
 
 /// What the policy inspects with: one flow table and one engine per worker.
 pub struct FlowInspector {
-    pub flows: FlowTable<FlowDpi>,
+    pub flows: FlowTable<PolicyFlow>,
     pub engine: DpiEngine,
 }
 
@@ -30,6 +57,8 @@ pub struct AppPolicy {
     app_port: Vec<(AppId, u8)>,
     /// Flows decided by this worker's engine, by category (for stats).
     pub decided: [u64; Category::ALL.len()],
+    /// SLA policies and the selector's path choices (`[sla]`).
+    steer: Option<SteerReader>,
 }
 
 impl AppPolicy {
@@ -40,7 +69,15 @@ impl AppPolicy {
             category_port: [None; Category::ALL.len()],
             app_port: Vec::new(),
             decided: [0; Category::ALL.len()],
+            steer: None,
         }
+    }
+
+    /// Steers the flows of SLA policies onto the paths the control
+    /// thread's selector publishes.
+    pub fn with_steering(mut self, steer: SteerReader) -> AppPolicy {
+        self.steer = Some(steer);
+        self
     }
 
     /// Sends `category`'s flows out of WAN port `port` where the peer has a
@@ -62,26 +99,28 @@ impl AppPolicy {
         self.dpi.as_ref()
     }
 
-    /// The flow's category and application, inspecting this packet if the
-    /// flow is still undecided.
+    /// The flow's entry, after inspecting this packet if the flow is still
+    /// undecided; None without DPI or for packets that are not IP.
     #[inline]
-    fn inspect(&mut self, ip: &[u8], now: u64) -> (Category, AppId) {
-        let Some(dpi) = self.dpi.as_mut() else {
-            return (Category::Unknown, AppId::NONE);
-        };
-        let Ok((key, view)) = capture::packet(LinkType::Raw, ip) else {
-            return (Category::Unknown, AppId::NONE);
-        };
+    fn inspect<'s>(
+        dpi: &'s mut Option<FlowInspector>,
+        decided: &mut [u64; Category::ALL.len()],
+        ip: &[u8],
+        now: u64,
+    ) -> Option<&'s mut PolicyFlow> {
+        let dpi = dpi.as_mut()?;
+        let (key, view) = capture::packet(LinkType::Raw, ip).ok()?;
         let entry = dpi.flows.lookup_or_insert(&key, key.hash64(), now);
         let flow = entry.value;
         // Decided flows cost only the lookup, except FTP and SIP control
         // connections, whose later lines announce the flows to expect.
-        if flow.wants_packets() {
-            if let Inspection::Decided { class, .. } = dpi.engine.inspect(flow, &view, now) {
-                self.decided[class.category as usize] += 1;
+        if flow.dpi.wants_packets() {
+            if let Inspection::Decided { class, .. } = dpi.engine.inspect(&mut flow.dpi, &view, now)
+            {
+                decided[class.category as usize] += 1;
             }
         }
-        (flow.class.category, flow.class.app)
+        Some(flow)
     }
 
     fn port_for(&self, category: Category, app: AppId) -> Option<u8> {
@@ -96,11 +135,27 @@ impl AppPolicy {
 
 impl Policy for AppPolicy {
     #[inline]
-    fn decide(&mut self, inner: &[u8], _peer: u32, _flow: u64, now: u64) -> PolicyDecision {
-        let (category, app) = self.inspect(inner, now);
-        let class: QosClass = self.classes.classify_packet(inner, category, app);
+    fn decide(&mut self, inner: &[u8], peer: u32, flow: u64, now: u64) -> PolicyDecision {
+        let entry = Self::inspect(&mut self.dpi, &mut self.decided, inner, now);
+        let (category, app) = entry
+            .as_ref()
+            .map_or((Category::Unknown, AppId::NONE), |f| {
+                (f.dpi.class.category, f.dpi.class.app)
+            });
+        let fields = FlowFields::parse(inner);
+        let class: QosClass = self.classes.classify(fields.as_ref(), category, app);
+        let path = self.steer.as_ref().and_then(|s| {
+            let table = s.table();
+            let policy = table.policy_for(fields.as_ref(), category, app)?;
+            let mut unremembered = NO_PATH;
+            let memo = match entry {
+                Some(f) => &mut f.path,
+                None => &mut unremembered,
+            };
+            table.steer(peer, policy, flow, memo)
+        });
         PolicyDecision {
-            path: None,
+            path,
             port: self.port_for(category, app),
             class: class as u8,
         }
@@ -108,12 +163,15 @@ impl Policy for AppPolicy {
 
     #[inline]
     fn observe(&mut self, inner: &[u8], _peer: u32, now: u64) {
-        self.inspect(inner, now);
+        Self::inspect(&mut self.dpi, &mut self.decided, inner, now);
     }
 
     /// Ages out idle flows a few buckets per burst.
     #[inline]
     fn poll(&mut self, now: u64) {
+        if let Some(steer) = self.steer.as_mut() {
+            steer.refresh();
+        }
         if let Some(dpi) = self.dpi.as_mut() {
             dpi.flows.expire(now, 4);
         }

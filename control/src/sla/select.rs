@@ -91,7 +91,7 @@
 
 pub mod class;
 pub mod event;
-pub mod hrw;
+pub use patronus_dataplane::steer::hrw;
 
 pub use class::{policy_for, Metric, Mode, PathRef, PolicyMatch, PolicySpec, SlaClass};
 pub use event::{Choice, EventRecord, EventRing, Metrics, SlaEvent, SwitchReason};

@@ -5,7 +5,7 @@
 //! nothing and cannot panic.
 
 use patronus_dataplane::dpi::types::{AppId, Category};
-use patronus_dataplane::qos::{FlowFields, MatchRule, QosClass};
+use patronus_dataplane::qos::{FlowFields, QosClass};
 use std::sync::Arc;
 
 /// One of the three metrics a class limits.
@@ -146,25 +146,7 @@ pub enum Mode {
     SpreadCompliant,
 }
 
-/// What traffic a policy takes: any of the listed categories,
-/// applications or 5-tuple rules. (A rule's `class` field is ignored here:
-/// the QoS class comes from the class map, the SLA class from the policy.)
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PolicyMatch {
-    pub categories: Vec<Category>,
-    pub apps: Vec<AppId>,
-    pub rules: Vec<MatchRule>,
-}
-
-impl PolicyMatch {
-    /// Whether a flow with these fields (None if unparsed), DPI category
-    /// and application falls under the policy.
-    pub fn matches(&self, fields: Option<&FlowFields>, category: Category, app: AppId) -> bool {
-        (category != Category::Unknown && self.categories.contains(&category))
-            || (!app.is_none() && self.apps.contains(&app))
-            || fields.is_some_and(|f| self.rules.iter().any(|r| r.matches(f)))
-    }
-}
+pub use patronus_dataplane::steer::PolicyMatch;
 
 /// A policy: traffic, the SLA class it needs, the paths it prefers and how
 /// it balances.
@@ -196,7 +178,7 @@ pub fn policy_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use patronus_dataplane::qos::PortRange;
+    use patronus_dataplane::qos::{MatchRule, PortRange};
 
     #[test]
     fn defaults_are_named_after_qos_classes_and_tighten_with_priority() {

@@ -16,7 +16,7 @@
 //! (splitmix64 of `flow ^ (index + 1) · φ`), and `w / -ln(u)` grows with
 //! `u`: with equal weights this picks the same path as the data path does.
 
-use patronus_dataplane::wg::datapath::MAX_PATHS;
+use crate::wg::datapath::MAX_PATHS;
 
 /// A set of a peer's paths with weights: 0 is "not in the set". Weights are
 /// relative; the selector scales them to sum to about 255.
@@ -67,6 +67,31 @@ impl WeightedSet {
     pub fn mask(&self) -> u8 {
         self.iter().fold(0, |m, (i, _)| m | (1 << i))
     }
+
+    /// The only member, if the set has exactly one: a pinned path, which
+    /// needs no hashing.
+    #[inline]
+    pub fn single(&self) -> Option<u8> {
+        let mut it = self.iter();
+        match (it.next(), it.next()) {
+            (Some((i, _)), None) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// The weights as one word, path 0 in the low byte, for publishing
+    /// through an atomic ([`super::SteerTable`]).
+    #[inline]
+    pub fn to_bits(&self) -> u64 {
+        u64::from_le_bytes(self.weights)
+    }
+
+    #[inline]
+    pub fn from_bits(bits: u64) -> WeightedSet {
+        WeightedSet {
+            weights: bits.to_le_bytes(),
+        }
+    }
 }
 
 /// The splitmix64 finaliser the data path spreads flows with.
@@ -81,6 +106,7 @@ fn mix(mut x: u64) -> u64 {
 
 /// The path of `set` that carries the flow with hash `flow`; None if the
 /// set is empty.
+#[inline]
 pub fn pick(set: &WeightedSet, flow: u64) -> Option<u8> {
     let mut best: Option<(u8, f64)> = None;
     for (i, w) in set.iter() {
@@ -180,5 +206,10 @@ mod tests {
         assert_eq!(pick(&s, 0), Some(5));
         assert_eq!(pick(&s, u64::MAX), Some(5));
         assert_eq!((s.len(), s.mask()), (1, 1 << 5));
+        assert_eq!(s.single(), Some(5));
+        assert_eq!(WeightedSet::from_bits(s.to_bits()), s);
+        s.set(0, 2);
+        assert_eq!(s.single(), None);
+        assert_eq!(s.to_bits(), 2 | 1 << 40);
     }
 }
