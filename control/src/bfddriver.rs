@@ -5,7 +5,7 @@
 //! session going Down takes the path out of use at once (a command to the
 //! peer's owner worker, applied before its next burst); Up puts it back.
 
-use crate::bfd::frame::{build_frame, parse_udp};
+use crate::bfd::frame::{parse_udp, DSCP_CS6};
 use crate::bfd::packet::State;
 use crate::bfd::registry::{PathId, PeerConfig, Registry, RxMeta, SessionId, TxMeta};
 use crate::bfd::session::SessionEvent;
@@ -13,11 +13,10 @@ use crate::bfd::transport::{
     SessionKind, DEFAULT_MULTIHOP_MIN_TTL, MULTI_HOP_PORT, SINGLE_HOP_PORT,
 };
 use crate::bfdconfig::{BfdAuth, BfdConfig};
+use crate::inject::{UdpHeaders, UdpInjector};
 use patronus_dataplane::buf::PacketBuf;
-use patronus_dataplane::dpdk::{Mbuf, Mempool};
-use patronus_dataplane::nexthop::Resolver;
-use patronus_dataplane::punt::{InjectAction, Injected, Punted, WorkerRings};
-use patronus_dataplane::wire::ethernet::{self, Address};
+use patronus_dataplane::dpdk::Mbuf;
+use patronus_dataplane::punt::Punted;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
@@ -124,31 +123,20 @@ impl BfdDriverStats {
 pub struct BfdDriver<'a> {
     registry: Registry,
     bindings: HashMap<SessionId, Binding>,
-    port_macs: Vec<Address>,
-    resolver: Resolver,
-    rings: &'a [WorkerRings],
-    pool: &'a Mempool,
+    tx: UdpInjector<'a>,
     start: Instant,
     /// The first call to [`BfdDriver::poll`]: deadlines before it, and in
     /// the [`WARM_UP_NS`] after it, fell due while the node was still
     /// starting and say nothing about steady-state timing.
     first_poll_ns: Option<u64>,
     late_warned_ns: u64,
-    /// Frames whose next hop is not resolved yet, for the neighbour driver.
-    unresolved: Vec<(u8, IpAddr, Mbuf)>,
     changes: Vec<PathChange>,
     pub events: VecDeque<BfdEvent>,
     pub stats: BfdDriverStats,
 }
 
 impl<'a> BfdDriver<'a> {
-    pub fn new(
-        specs: Vec<SessionSpec>,
-        port_macs: Vec<Address>,
-        resolver: Resolver,
-        rings: &'a [WorkerRings],
-        pool: &'a Mempool,
-    ) -> Result<BfdDriver<'a>, String> {
+    pub fn new(specs: Vec<SessionSpec>, tx: UdpInjector<'a>) -> Result<BfdDriver<'a>, String> {
         let seed = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -219,14 +207,10 @@ impl<'a> BfdDriver<'a> {
         Ok(BfdDriver {
             registry,
             bindings,
-            port_macs,
-            resolver,
-            rings,
-            pool,
+            tx,
             start: Instant::now(),
             first_poll_ns: None,
             late_warned_ns: 0,
-            unresolved: Vec::new(),
             changes: Vec::new(),
             events: VecDeque::new(),
             stats: BfdDriverStats::default(),
@@ -409,7 +393,7 @@ impl<'a> BfdDriver<'a> {
 
     /// Frames waiting for their next hop's MAC.
     pub fn take_unresolved(&mut self) -> Vec<(u8, IpAddr, Mbuf)> {
-        std::mem::take(&mut self.unresolved)
+        self.tx.take_unresolved()
     }
 
     fn transmit(&mut self, meta: &TxMeta, payload: &[u8]) {
@@ -417,42 +401,17 @@ impl<'a> BfdDriver<'a> {
             .bindings
             .get(&meta.id)
             .map_or(u8::try_from(meta.path.0).unwrap_or(0), |b| b.port);
-        let Some(src_mac) = self.port_macs.get(usize::from(port)).copied() else {
-            self.stats.tx_failed += 1;
-            return;
+        let headers = UdpHeaders {
+            src: meta.src,
+            dst: meta.dst,
+            ttl: meta.ttl,
+            dscp: DSCP_CS6,
+            src_port: meta.src_port,
+            dst_port: meta.dst_port,
         };
-        let Some(frame) = build_frame(src_mac, meta, payload) else {
-            self.stats.tx_failed += 1;
-            return;
-        };
-        let Some(mut m) = self.pool.alloc() else {
-            self.stats.tx_failed += 1;
-            return;
-        };
-        let Ok(body) = m.append(frame.len()) else {
-            self.stats.tx_failed += 1;
-            return;
-        };
-        body.copy_from_slice(&frame);
-        self.resolver.refresh();
-        match self.resolver.mac_for(port, meta.dst) {
-            Ok(mac) => {
-                ethernet::Frame::new_unchecked(m.data_mut()).set_dst_addr(mac);
-                let injected = Injected {
-                    port,
-                    action: InjectAction::Transmit,
-                    mbuf: m,
-                };
-                match self.rings.first().map(|r| r.inject.push(injected)) {
-                    Some(Ok(())) => self.stats.tx_packets += 1,
-                    _ => self.stats.tx_failed += 1,
-                }
-            }
-            Err(Some(hop)) => {
-                self.stats.tx_packets += 1;
-                self.unresolved.push((port, hop, m));
-            }
-            Err(None) => self.stats.tx_failed += 1,
+        match self.tx.send(port, &headers, payload) {
+            Ok(()) => self.stats.tx_packets += 1,
+            Err(_) => self.stats.tx_failed += 1,
         }
     }
 

@@ -12,7 +12,7 @@ use patronus_dataplane::wire::{ipv4, ipv6, udp, IpProtocol};
 use std::net::IpAddr;
 
 /// BFD's DSCP: CS6, network control.
-const DSCP_CS6: u8 = TOS_CS6 >> 2;
+pub const DSCP_CS6: u8 = TOS_CS6 >> 2;
 
 /// What BFD needs of a received frame.
 pub struct UdpInfo {
