@@ -208,6 +208,7 @@ struct RawConfig {
     #[serde(default)]
     policy: crate::dpiconfig::PolicySection,
     qos: Option<crate::qosconfig::QosSection>,
+    sla: Option<crate::slaconfig::SlaSection>,
 }
 
 /// How a port's device is attached.
@@ -268,6 +269,8 @@ pub struct Config {
     pub policy: crate::dpiconfig::PolicyConfig,
     /// QoS shaping (`[qos]`; off without the section).
     pub qos: Option<crate::qosconfig::QosConfig>,
+    /// SLA probing and path selection (`[sla]`; off without the section).
+    pub sla: Option<crate::slaconfig::SlaConfig>,
 }
 
 fn default_true() -> bool {
@@ -586,7 +589,23 @@ impl Validator<'_> {
             .flat_map(|q| &q.app_classes)
             .map(|(a, _)| ("qos.apps", a));
         let prefer_apps = policy.app_port.iter().map(|(a, _)| ("policy.prefer", a));
-        let mut named_apps = qos_apps.chain(prefer_apps).peekable();
+        let mut sla = match &raw.sla {
+            None => None,
+            Some(section) => Some(crate::slaconfig::validate(section, &ports).map_err(named)?),
+        };
+        let sla_apps = sla
+            .iter()
+            .flat_map(|s| s.policy_apps.iter().flatten())
+            .map(|a| ("sla.policy.apps", a));
+        if let Some(s) = &sla {
+            if dpi.is_none() && s.policies.iter().any(|p| !p.matches.categories.is_empty()) {
+                return Err(named((
+                    "sla.policy.categories".into(),
+                    "policies by category need the [dpi] section".into(),
+                )));
+            }
+        }
+        let mut named_apps = qos_apps.chain(prefer_apps).chain(sla_apps).peekable();
         if named_apps.peek().is_some() {
             let Some(d) = &dpi else {
                 return Err(named((
@@ -602,6 +621,11 @@ impl Validator<'_> {
                         format!("{section}.{app}"),
                         format!("{app:?} is neither a DPI category nor a known application (see docs/dpi.md, or add a [[dpi.rule]])"),
                     )));
+                }
+            }
+            if let Some(s) = &mut sla {
+                for (p, names) in s.policies.iter_mut().zip(&s.policy_apps) {
+                    p.matches.apps = names.iter().filter_map(|n| engine.app_id(n)).collect();
                 }
             }
         }
@@ -627,6 +651,7 @@ impl Validator<'_> {
             dpi,
             policy,
             qos,
+            sla,
         })
     }
 

@@ -95,6 +95,79 @@ pub struct QosRuleSection {
     pub class: String,
 }
 
+impl QosRuleSection {
+    fn fields(&self) -> RuleFields<'_> {
+        RuleFields {
+            protocol: self.protocol.as_deref(),
+            src: self.src.as_deref(),
+            dst: self.dst.as_deref(),
+            src_ports: self.src_ports.as_deref(),
+            dst_ports: self.dst_ports.as_deref(),
+            dscp: self.dscp.as_ref(),
+        }
+    }
+}
+
+/// The match fields of a 5-tuple rule, as written in the config (QoS rules
+/// and SLA policies share them).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuleFields<'a> {
+    pub protocol: Option<&'a str>,
+    pub src: Option<&'a str>,
+    pub dst: Option<&'a str>,
+    pub src_ports: Option<&'a str>,
+    pub dst_ports: Option<&'a str>,
+    pub dscp: Option<&'a toml::Value>,
+}
+
+/// A rule from its written fields; errors name the field through `field`.
+pub fn match_rule(
+    field: &dyn Fn(&str) -> String,
+    r: &RuleFields<'_>,
+    class: QosClass,
+) -> Result<MatchRule, (String, String)> {
+    let mut rule = MatchRule::any(class);
+    if let Some(p) = r.protocol {
+        rule.protocol = Some(match p.to_ascii_lowercase().as_str() {
+            "tcp" => 6,
+            "udp" => 17,
+            "icmp" => 1,
+            "icmpv6" => 58,
+            other => other.parse().map_err(|_| {
+                (
+                    field("protocol"),
+                    format!("{p:?} is not tcp, udp, icmp or a number"),
+                )
+            })?,
+        });
+    }
+    for (f, text, slot) in [("src", r.src, &mut rule.src), ("dst", r.dst, &mut rule.dst)] {
+        if let Some(t) = text {
+            *slot = Some(
+                IpPrefix::parse(t)
+                    .ok_or((field(f), format!("{t:?} is not an address or prefix")))?,
+            );
+        }
+    }
+    for (f, text, slot) in [
+        ("src_ports", r.src_ports, &mut rule.src_ports),
+        ("dst_ports", r.dst_ports, &mut rule.dst_ports),
+    ] {
+        if let Some(t) = text {
+            *slot = Some(port_range(t).ok_or((
+                field(f),
+                format!("{t:?} is not a port or a range like 9000-9100"),
+            ))?);
+        }
+    }
+    if let Some(d) = r.dscp {
+        rule.dscp = Some(
+            dscp_value(d).ok_or((field("dscp"), "not a DSCP name or number 0-63".to_string()))?,
+        );
+    }
+    Ok(rule)
+}
+
 /// One shaped WAN port.
 #[derive(Debug, Clone)]
 pub struct ShapedPort {
@@ -298,49 +371,7 @@ pub fn validate(
     }
     for (i, r) in section.rules.iter().enumerate() {
         let field = |f: &str| format!("qos.rules[{i}].{f}");
-        let mut rule = MatchRule::any(class(field("class"), &r.class)?);
-        if let Some(p) = &r.protocol {
-            rule.protocol = Some(match p.to_ascii_lowercase().as_str() {
-                "tcp" => 6,
-                "udp" => 17,
-                "icmp" => 1,
-                "icmpv6" => 58,
-                other => other.parse().map_err(|_| {
-                    (
-                        field("protocol"),
-                        format!("{p:?} is not tcp, udp, icmp or a number"),
-                    )
-                })?,
-            });
-        }
-        for (f, text, slot) in [
-            ("src", &r.src, &mut rule.src),
-            ("dst", &r.dst, &mut rule.dst),
-        ] {
-            if let Some(t) = text {
-                *slot = Some(
-                    IpPrefix::parse(t)
-                        .ok_or((field(f), format!("{t:?} is not an address or prefix")))?,
-                );
-            }
-        }
-        for (f, text, slot) in [
-            ("src_ports", &r.src_ports, &mut rule.src_ports),
-            ("dst_ports", &r.dst_ports, &mut rule.dst_ports),
-        ] {
-            if let Some(t) = text {
-                *slot = Some(port_range(t).ok_or((
-                    field(f),
-                    format!("{t:?} is not a port or a range like 9000-9100"),
-                ))?);
-            }
-        }
-        if let Some(d) = &r.dscp {
-            rule.dscp = Some(
-                dscp_value(d)
-                    .ok_or((field("dscp"), "not a DSCP name or number 0-63".to_string()))?,
-            );
-        }
+        let rule = match_rule(&field, &r.fields(), class(field("class"), &r.class)?)?;
         map.rules.push(rule);
     }
     let mut app_classes = Vec::new();

@@ -64,6 +64,10 @@ pub struct PeerSection {
     /// The peer must run BFD too (another Patronus node).
     #[serde(default)]
     pub bfd: bool,
+    /// Send authenticated SLA probes on each path (`[sla]`); the peer must
+    /// run them too (another Patronus node).
+    #[serde(default)]
+    pub sla: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,6 +101,8 @@ pub struct WgPeerConfig {
     pub paths: Vec<PathConfig>,
     /// BFD on every path.
     pub bfd: bool,
+    /// SLA probes on every path.
+    pub sla: bool,
 }
 
 /// The validated `[wireguard]` section.
@@ -383,6 +389,7 @@ fn validate_peer(i: usize, p: &PeerSection) -> Result<WgPeerConfig, WgError> {
         persistent_keepalive: p.persistent_keepalive,
         paths: Vec::new(),
         bfd: p.bfd,
+        sla: p.sla,
     })
 }
 
@@ -445,6 +452,7 @@ pub fn parse_wg_quick(text: &str) -> Result<Imported, (usize, String, String)> {
             persistent_keepalive: p.persistent_keepalive,
             paths: Vec::new(),
             bfd: false,
+            sla: false,
         })
     };
     let mut section = Section::None;
@@ -679,6 +687,7 @@ mod tests {
             persistent_keepalive: 0,
             paths: Vec::new(),
             bfd: false,
+            sla: false,
         }
     }
 
