@@ -6,10 +6,12 @@
 
 use crate::bfddriver::BfdDriver;
 use crate::neighbors::NeighborDriver;
+use crate::sladriver::SlaDriver;
 use crate::wgdriver::WgDriver;
 use patronus_dataplane::buf::PacketBuf;
 use patronus_dataplane::local;
 use patronus_dataplane::punt::{InjectAction, Injected, PuntReason, WorkerRings};
+use std::collections::HashMap;
 
 /// Punted packets handled per poll, so one poll stays short.
 const PUNTS_PER_POLL: usize = 512;
@@ -31,7 +33,18 @@ pub struct ControlPlane<'a> {
     pub wg: Option<WgDriver<'a>>,
     pub neighbors: NeighborDriver<'a>,
     pub bfd: Option<BfdDriver<'a>>,
+    pub sla: Option<SlaDriver<'a>>,
     pub stats: ControlStats,
+    /// Per peer path, what says it is down: [BFD, SLA probes]. A path is in
+    /// use while neither does.
+    path_down: HashMap<(u32, u8), [bool; 2]>,
+}
+
+/// Which detector a path state comes from.
+#[derive(Debug, Clone, Copy)]
+enum Detector {
+    Bfd = 0,
+    Probes = 1,
 }
 
 impl<'a> ControlPlane<'a> {
@@ -45,7 +58,9 @@ impl<'a> ControlPlane<'a> {
             wg,
             neighbors,
             bfd: None,
+            sla: None,
             stats: ControlStats::default(),
+            path_down: HashMap::new(),
         }
     }
 
@@ -65,6 +80,13 @@ impl<'a> ControlPlane<'a> {
                     {
                         if let Some(bfd) = &mut self.bfd {
                             bfd.handle_punt(punted);
+                        }
+                    }
+                    PuntReason::Local
+                        if self.sla.is_some() && SlaDriver::is_probe(punted.mbuf.data()) =>
+                    {
+                        if let Some(sla) = &mut self.sla {
+                            sla.handle_punt(punted);
                         }
                     }
                     PuntReason::Local => {
@@ -99,6 +121,7 @@ impl<'a> ControlPlane<'a> {
             }
         }
         self.poll_bfd();
+        self.poll_sla();
         if let Some(wg) = &mut self.wg {
             wg.poll();
             for (port, hop, frame) in wg.take_unresolved() {
@@ -116,14 +139,52 @@ impl<'a> ControlPlane<'a> {
             return;
         };
         bfd.poll();
-        for change in bfd.take_path_changes() {
-            if let Some(wg) = &self.wg {
-                wg.set_path_up(change.peer, change.path, change.up);
-            }
-        }
+        let changes = bfd.take_path_changes();
         for (port, hop, frame) in bfd.take_unresolved() {
             self.neighbors.send_when_resolved(port, hop, frame);
         }
+        for change in changes {
+            if let Some(sla) = &mut self.sla {
+                sla.set_bfd(change.peer, change.path, change.up);
+            }
+            self.path_state(change.peer, change.path, Detector::Bfd, !change.up);
+        }
+    }
+
+    /// SLA probes, liveness and path selection. Cheap when nothing is due.
+    pub fn poll_sla(&mut self) {
+        let Some(sla) = &mut self.sla else {
+            return;
+        };
+        sla.poll();
+        let changes = sla.take_liveness_changes();
+        for (port, hop, frame) in sla.take_unresolved() {
+            self.neighbors.send_when_resolved(port, hop, frame);
+        }
+        for change in changes {
+            self.path_state(change.peer, change.path, Detector::Probes, !change.up);
+        }
+    }
+
+    /// One detector's view of a path; the data path hears of a change in
+    /// the combined state (in use while no detector says down). A BFD Up
+    /// is passed on even when nothing changed: it is how a path configured
+    /// down comes back.
+    fn path_state(&mut self, peer: u32, path: u8, by: Detector, down: bool) {
+        let flags = self.path_down.entry((peer, path)).or_default();
+        let before = flags[0] || flags[1];
+        flags[by as usize] = down;
+        let after = flags[0] || flags[1];
+        if before != after || (!after && matches!(by, Detector::Bfd)) {
+            if let Some(wg) = &self.wg {
+                wg.set_path_up(peer, path, !after);
+            }
+        }
+    }
+
+    /// How long until the SLA driver's next deadline.
+    pub fn sla_deadline(&self) -> Option<std::time::Duration> {
+        self.sla.as_ref().map(|s| s.next_deadline())
     }
 
     /// How long until BFD's next deadline, if it has one.

@@ -5,15 +5,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use patronus_control::bfd;
+use patronus_control::sla;
 mod bfdconfig;
 mod bfddriver;
 mod config;
 mod controlplane;
 mod dpi_cmd;
 mod dpiconfig;
+mod inject;
 mod neighbors;
 mod qosconfig;
 mod run;
+mod slaconfig;
+mod sladriver;
 mod wgconfig;
 mod wgdriver;
 

@@ -17,6 +17,7 @@ use patronus_dataplane::policy::{self, AppPolicy};
 use patronus_dataplane::punt::WorkerRings;
 use patronus_dataplane::qos::{PortShares, QosCounters, Scheduler, ShareBalancer};
 use patronus_dataplane::stats::{DropReason, WorkerCounters, WorkerSnapshot};
+use patronus_dataplane::steer::{SteerPublisher, SteerReader};
 use patronus_dataplane::wg::datapath::{DataPathConfig, Path, WgDataPath};
 use patronus_dataplane::wire::ethernet::Address;
 use patronus_dataplane::worker::{Polling, PortQueues, Processor, Shaper, Worker};
@@ -192,12 +193,51 @@ pub fn run(config: &Config) -> Result<(), RunError> {
             .expect("the daemon's forwarder resolves next hops")
             .clone();
         control.bfd = Some(
-            crate::bfddriver::BfdDriver::new(bfd_specs, macs, resolver, &rings, &pool).map_err(
-                |why| RunError::Worker {
-                    core: config.control_core,
-                    why,
-                },
-            )?,
+            crate::bfddriver::BfdDriver::new(
+                bfd_specs,
+                crate::inject::UdpInjector::new(macs, resolver, &rings, &pool),
+            )
+            .map_err(|why| RunError::Worker {
+                core: config.control_core,
+                why,
+            })?,
+        );
+    }
+
+    // SLA: probes on the paths of peers with `sla = true`, and the
+    // steering table the workers' policies read.
+    let steer = config.sla.as_ref().map(|s| {
+        Arc::new(SteerPublisher::new(crate::sladriver::steering_table(
+            &s.policies,
+            config.wireguard.as_ref().map_or(0, |w| w.peers.len()),
+        )))
+    });
+    if let (Some(sla), Some(wg), Some(shared), Some(steer)) =
+        (&config.sla, &config.wireguard, &wg_shared, &steer)
+    {
+        let macs = ports
+            .iter()
+            .map(|p| p.mac_addr().map(Address))
+            .collect::<Result<Vec<_>, _>>()?;
+        let resolver = forwarder
+            .resolver()
+            .expect("the daemon's forwarder resolves next hops")
+            .clone();
+        let local_id = crate::sladriver::node_id(wg.private_key.public_key().as_bytes());
+        control.sla = Some(
+            crate::sladriver::SlaDriver::new(
+                sla,
+                local_id,
+                wg.peers.len(),
+                sla_peer_specs(config, wg),
+                crate::inject::UdpInjector::new(macs, resolver, &rings, &pool),
+                &shared.activity,
+                Arc::clone(steer),
+            )
+            .map_err(|why| RunError::Worker {
+                core: config.control_core,
+                why,
+            })?,
         );
     }
 
@@ -280,10 +320,10 @@ pub fn run(config: &Config) -> Result<(), RunError> {
                     for (port, shaper) in &shapers {
                         qos_counters.push((w, *port, Arc::clone(shaper.scheduler().counters())));
                     }
-                    if config.dpi.is_none() && config.qos.is_none() {
+                    if config.dpi.is_none() && config.qos.is_none() && config.sla.is_none() {
                         spawn_worker(scope, ctx, queues, processor, &rings, shapers);
                     } else {
-                        let app_policy = match worker_policy(config, tsc_hz) {
+                        let app_policy = match worker_policy(config, tsc_hz, steer.as_ref()) {
                             Ok(p) => p,
                             Err(why) => {
                                 fail_startup(&failure, &stop, config.control_core, why);
@@ -324,6 +364,11 @@ pub fn run(config: &Config) -> Result<(), RunError> {
     }
     if let Some(bfd) = &control.bfd {
         for line in bfd.summary() {
+            println!("{line}");
+        }
+    }
+    if let Some(sla) = &mut control.sla {
+        for line in sla.summary() {
             println!("{line}");
         }
     }
@@ -460,7 +505,11 @@ fn worker_shapers<'s>(
 
 /// A worker's policy: its own DPI engine and flow table (with `[dpi]`),
 /// the class map and the WAN port preferences.
-fn worker_policy(config: &Config, tsc_hz: u64) -> Result<AppPolicy, String> {
+fn worker_policy(
+    config: &Config,
+    tsc_hz: u64,
+    steer: Option<&Arc<SteerPublisher>>,
+) -> Result<AppPolicy, String> {
     let (inspector, apps) = match &config.dpi {
         Some(d) => {
             let mut engine_config = d.engine.clone();
@@ -509,7 +558,46 @@ fn worker_policy(config: &Config, tsc_hz: u64) -> Result<AppPolicy, String> {
             p.prefer_app(*app, *port as u8);
         }
     }
+    if let Some(steer) = steer {
+        p = p.with_steering(SteerReader::new(Arc::clone(steer)));
+    }
     Ok(p)
+}
+
+/// The peers to probe (`sla = true`) and their paths, named as BFD names
+/// them; a path's capacity for spreading is its port's QoS rate.
+fn sla_peer_specs(config: &Config, wg: &WireguardConfig) -> Vec<crate::sladriver::SlaPeerSpec> {
+    let rate = |port: usize| {
+        config
+            .qos
+            .iter()
+            .flat_map(|q| &q.ports)
+            .find(|p| p.port == port)
+            .map_or(0, |p| p.rate_bps)
+    };
+    wg.peers
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.sla)
+        .map(|(peer, p)| crate::sladriver::SlaPeerSpec {
+            peer: peer as u32,
+            name: p.name.clone(),
+            node_id: crate::sladriver::node_id(p.public_key.as_bytes()),
+            paths: p
+                .paths
+                .iter()
+                .enumerate()
+                .map(|(i, pc)| crate::sladriver::SlaPathSpec {
+                    path: i as u8,
+                    name: format!("{} path {} ({})", p.name, i + 1, config.ports[pc.port].name),
+                    port: pc.port as u8,
+                    local: pc.local_ip,
+                    remote: *pc.endpoint.ip(),
+                    capacity_bps: rate(pc.port),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// The WireGuard data path's view of the node: ports, MACs, our address.
@@ -713,7 +801,13 @@ fn control_loop(
                     std::hint::spin_loop();
                 }
             }
-            _ => std::thread::sleep(Duration::from_millis(1)),
+            _ => std::thread::sleep(
+                control
+                    .sla_deadline()
+                    .map_or(Duration::from_millis(1), |d| {
+                        d.clamp(Duration::from_micros(50), Duration::from_millis(1))
+                    }),
+            ),
         }
         control.poll_bfd();
         if !balancers.is_empty() && last_rebalance.elapsed() >= rebalance_every {
@@ -733,6 +827,11 @@ fn control_loop(
             }
             if let Some(bfd) = &control.bfd {
                 for line in bfd.lines() {
+                    println!("{line}");
+                }
+            }
+            if let Some(sla) = &mut control.sla {
+                for line in sla.lines() {
                     println!("{line}");
                 }
             }

@@ -19,12 +19,32 @@ pub struct Metrics {
 }
 
 impl fmt::Display for Metrics {
+    /// Unmeasured figures (NaN: too few probes yet) print as "-".
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = |x: f64, digits: usize, unit: &str| {
+            if x.is_finite() {
+                format!("{x:.digits$}{unit}")
+            } else {
+                "-".to_string()
+            }
+        };
         write!(
             f,
-            "rtt_p95={:.1}ms jitter={:.1}ms loss={:.2}%",
-            self.rtt_ms, self.jitter_ms, self.loss_pct
+            "rtt_p95={} jitter={} loss={}",
+            v(self.rtt_ms, 1, "ms"),
+            v(self.jitter_ms, 1, "ms"),
+            v(self.loss_pct, 2, "%")
         )
+    }
+}
+
+/// Paths print by number, 1 first, as the config and the BFD and
+/// WireGuard logs name them; the selector counts from 0.
+struct PathNo(u8);
+
+impl fmt::Display for PathNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", u32::from(self.0) + 1)
     }
 }
 
@@ -44,14 +64,14 @@ impl fmt::Display for Choice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Choice::None => write!(f, "none"),
-            Choice::Pinned(p) => write!(f, "path {p}"),
+            Choice::Pinned(p) => write!(f, "path {}", PathNo(*p)),
             Choice::Spread(s) => {
                 write!(f, "spread[")?;
                 for (n, (i, w)) in s.iter().enumerate() {
                     if n > 0 {
                         write!(f, " ")?;
                     }
-                    write!(f, "{i}:{w}")?;
+                    write!(f, "{}:{w}", PathNo(i))?;
                 }
                 write!(f, "]")
             }
@@ -155,7 +175,8 @@ impl fmt::Display for SlaEvent {
                 ..
             } => write!(
                 f,
-                "SLA violation: path {path} class {class}: {} {value:.2}{u} > {limit:.2}{u} ({metrics})",
+                "SLA violation: path {} class {class}: {} {value:.2}{u} > {limit:.2}{u} ({metrics})",
+                PathNo(*path),
                 metric.name(),
                 u = metric.unit()
             ),
@@ -164,7 +185,11 @@ impl fmt::Display for SlaEvent {
                 path,
                 metrics,
                 ..
-            } => write!(f, "SLA recovery: path {path} class {class} ({metrics})"),
+            } => write!(
+                f,
+                "SLA recovery: path {} class {class} ({metrics})",
+                PathNo(*path)
+            ),
             SlaEvent::Switch {
                 policy,
                 from,
@@ -180,7 +205,7 @@ impl fmt::Display for SlaEvent {
                     reason.name()
                 )?;
                 if let (Some(p), Some(m)) = (path, metrics) {
-                    write!(f, " path {p}: {m}")?;
+                    write!(f, " path {}: {m}", PathNo(*p))?;
                 }
                 Ok(())
             }
@@ -192,8 +217,8 @@ impl fmt::Display for SlaEvent {
             } => {
                 write!(f, "SLA degraded: policy {policy}: no compliant path")?;
                 match (path, metrics) {
-                    (Some(p), Some(m)) => write!(f, ", using path {p} ({m})"),
-                    (Some(p), None) => write!(f, ", using path {p}"),
+                    (Some(p), Some(m)) => write!(f, ", using path {} ({m})", PathNo(*p)),
+                    (Some(p), None) => write!(f, ", using path {}", PathNo(*p)),
                     _ => write!(f, ", no path up"),
                 }
             }
@@ -342,7 +367,7 @@ mod tests {
         };
         assert_eq!(
             v.to_string(),
-            "SLA violation: path 0 class realtime: loss 3.00% > 1.00% \
+            "SLA violation: path 1 class realtime: loss 3.00% > 1.00% \
              (rtt_p95=40.0ms jitter=10.0ms loss=3.00%)"
         );
         let mut set = WeightedSet::EMPTY;
@@ -359,8 +384,8 @@ mod tests {
         };
         assert_eq!(
             s.to_string(),
-            "path switch: policy voice: path 0 -> spread[1:170 2:85] (hard-limit) \
-             path 0: rtt_p95=40.0ms jitter=10.0ms loss=3.00%"
+            "path switch: policy voice: path 1 -> spread[2:170 3:85] (hard-limit) \
+             path 1: rtt_p95=40.0ms jitter=10.0ms loss=3.00%"
         );
         let d = SlaEvent::Degraded {
             at_ns: 0,

@@ -352,8 +352,8 @@ fn voice_leaves_a_lossy_path_while_bulk_stays() {
     );
     assert_eq!(
         ev[1].to_string(),
-        "path switch: policy voice: path 0 -> path 1 (hard-limit) \
-         path 0: rtt_p95=40.0ms jitter=10.0ms loss=3.00%"
+        "path switch: policy voice: path 1 -> path 2 (hard-limit) \
+         path 1: rtt_p95=40.0ms jitter=10.0ms loss=3.00%"
     );
     // Bulk tolerates it for good.
     run(&mut sel, t + STEP, t + 120 * S, &bad);
@@ -533,7 +533,7 @@ fn no_compliant_path_falls_back_to_the_best_up_path_with_an_event() {
     assert_eq!(deg.len(), 1);
     assert_eq!(
         deg[0].to_string(),
-        "SLA degraded: policy voice: no compliant path, using path 0 \
+        "SLA degraded: policy voice: no compliant path, using path 1 \
          (rtt_p95=200.0ms jitter=2.0ms loss=5.00%)"
     );
     // ...and the best-scoring one takes over by the usual hold.
