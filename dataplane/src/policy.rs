@@ -308,6 +308,50 @@ mod tests {
     }
 
     #[test]
+    fn sla_steering_keeps_a_flow_on_its_path_until_the_path_stops_qualifying() {
+        use crate::steer::WeightedSet;
+        use crate::steer::{PathChoice, PolicyMatch, SteerPublisher, SteerReader, SteerTable};
+        use std::sync::Arc;
+        let mut rule = crate::qos::MatchRule::any(QosClass::RealTime);
+        rule.dst_ports = Some(crate::qos::PortRange::single(443));
+        let table = SteerTable::new(
+            vec![PolicyMatch {
+                rules: vec![rule],
+                ..PolicyMatch::default()
+            }],
+            1,
+        );
+        let publisher = Arc::new(SteerPublisher::new(table));
+        let mut p = policy(true).with_steering(SteerReader::new(Arc::clone(&publisher)));
+        let pinned = |path: u8, keep: u8| {
+            let mut set = WeightedSet::EMPTY;
+            set.set(path, 255);
+            PathChoice { set, keep }
+        };
+        let flow_a = tcp_packet(40010, 443, 0, b"a");
+        let flow_b = tcp_packet(40011, 443, 0, b"b");
+        let other = tcp_packet(40012, 80, 0, b"c");
+        // Nothing published: the data path decides.
+        assert_eq!(p.decide(&flow_a, 0, 1, 1).path, None);
+        publisher.table().publish(0, 0, pinned(0, 0b01));
+        assert_eq!(p.decide(&flow_a, 0, 1, 2).path, Some(0));
+        // A better path 1: new flows take it, flow a stays on path 0.
+        publisher.table().publish(0, 0, pinned(1, 0b11));
+        assert_eq!(p.decide(&flow_b, 0, 2, 3).path, Some(1));
+        assert_eq!(p.decide(&flow_a, 0, 1, 4).path, Some(0));
+        // Path 0 breaks the class: flow a moves.
+        publisher.table().publish(0, 0, pinned(1, 0b10));
+        assert_eq!(p.decide(&flow_a, 0, 1, 5).path, Some(1));
+        // Traffic no policy takes is not steered.
+        assert_eq!(p.decide(&other, 0, 3, 6).path, None);
+        // A new policy list arrives by epoch, between bursts.
+        publisher.replace(SteerTable::new(Vec::new(), 1));
+        assert_eq!(p.decide(&flow_b, 0, 2, 7).path, Some(1));
+        p.poll(8);
+        assert_eq!(p.decide(&flow_b, 0, 2, 9).path, None);
+    }
+
+    #[test]
     fn without_dpi_the_dscp_decides() {
         let mut p = policy(false);
         let ef = tcp_packet(5060, 5060, crate::qos::dscp::codepoint::EF, b"x");
