@@ -933,6 +933,88 @@ mtu = 1500
         }
     }
 
+    /// A 0600 SLA key file, removed on drop.
+    struct SlaKey(std::path::PathBuf);
+
+    impl SlaKey {
+        fn new(tag: &str, text: &str, mode: u32) -> SlaKey {
+            use std::os::unix::fs::PermissionsExt;
+            let path =
+                std::env::temp_dir().join(format!("patronus-sla-{tag}-{}.key", std::process::id()));
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            SlaKey(path)
+        }
+    }
+
+    impl Drop for SlaKey {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    const SLA_KEY: &str = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n";
+
+    #[test]
+    fn the_sla_section_parses_classes_and_policies() {
+        let key = SlaKey::new("good", SLA_KEY, 0o600);
+        let c = parse(&format!(
+            "{GOOD}\n[dpi]\n[sla]\nkey_file = \"{}\"\nprobe_rate = 100\n\
+             [[sla.class]]\nname = \"voice\"\nmax_latency_ms = 150\nmax_loss_pct = 1\nmax_jitter_ms = 30\n\
+             [[sla.class]]\nname = \"bulk\"\nmax_loss_pct = 20\n\
+             [[sla.policy]]\nname = \"voice\"\nclass = \"voice\"\ncategories = [\"VoIP\"]\napps = [\"Zoom\"]\n\
+             rules = [{{ protocol = \"udp\", dst_ports = \"16384-32767\" }}]\npaths = [\"wan\", 2]\n\
+             [[sla.policy]]\nname = \"backup\"\nclass = \"bulk\"\nmode = \"spread\"\ncategories = [\"FileTransfer\"]\n",
+            key.0.display()
+        ))
+        .unwrap();
+        let sla = c.sla.unwrap();
+        assert_eq!((sla.probe_rate, sla.window_secs), (100, 10));
+        // Five probe intervals, but at least half a second.
+        assert_eq!(sla.down_after_ms, 500);
+        // The five defaults, one of them replaced, and voice added.
+        assert_eq!(sla.classes.len(), 6);
+        let bulk = sla.classes.iter().find(|c| &*c.name == "bulk").unwrap();
+        assert_eq!((bulk.max_loss_pct, bulk.max_latency_ms), (Some(20.0), None));
+        let voice = &sla.policies[0];
+        assert_eq!(voice.matches.apps.len(), 1, "Zoom resolved");
+        assert_eq!(voice.matches.rules.len(), 1);
+        use crate::sla::select::{Mode, PathRef};
+        assert_eq!(voice.path_order, [PathRef::Port(1), PathRef::Path(1)]);
+        assert_eq!(sla.policies[1].mode, Mode::SpreadCompliant);
+    }
+
+    #[test]
+    fn sla_mistakes_are_named() {
+        let key = SlaKey::new("named", SLA_KEY, 0o600);
+        let open = SlaKey::new("open", SLA_KEY, 0o644);
+        let short = SlaKey::new("short", "c2hvcnQ=\n", 0o600);
+        let k = key.0.display();
+        let cases = [
+            (format!("[sla]\nkey_file = \"{}\"\n", open.0.display()), "sla.key_file"),
+            (format!("[sla]\nkey_file = \"{}\"\n", short.0.display()), "sla.key_file"),
+            ("[sla]\nkey_file = \"/nonexistent/sla.key\"\n".to_string(), "sla.key_file"),
+            (format!("[sla]\nkey_file = \"{k}\"\nprobe_rate = 1000\n"), "sla.probe_rate"),
+            (format!("[sla]\nkey_file = \"{k}\"\nwindow_secs = 0\n"), "sla.window_secs"),
+            (format!("[sla]\nkey_file = \"{k}\"\nprobe_rate = 10\ndown_after_ms = 100\n"), "sla.down_after_ms"),
+            (format!("[sla]\nkey_file = \"{k}\"\n[[sla.class]]\nname = \"v\"\nmax_loss_pct = 101\n"), "sla.class[0].max_loss_pct"),
+            (format!("[sla]\nkey_file = \"{k}\"\n[[sla.class]]\nname = \"a b\"\n"), "sla.class[0].name"),
+            (format!("[sla]\nkey_file = \"{k}\"\n[[sla.policy]]\nname = \"v\"\nclass = \"gold\"\n"), "sla.policy[0].class"),
+            (format!("[sla]\nkey_file = \"{k}\"\n[[sla.policy]]\nname = \"v\"\nclass = \"bulk\"\npaths = [9]\n"), "sla.policy[0].paths[0]"),
+            (format!("[sla]\nkey_file = \"{k}\"\n[[sla.policy]]\nname = \"v\"\nclass = \"bulk\"\npaths = [\"wan7\"]\n"), "sla.policy[0].paths[0]"),
+            (format!("[sla]\nkey_file = \"{k}\"\n[[sla.policy]]\nname = \"v\"\nclass = \"bulk\"\nmode = \"fast\"\n"), "sla.policy[0].mode"),
+            (format!("[sla]\nkey_file = \"{k}\"\n[[sla.policy]]\nname = \"v\"\nclass = \"bulk\"\nrules = [{{ dst_ports = \"x\" }}]\n"), "sla.policy[0].rules[0].dst_ports"),
+            (format!("[sla]\nkey_file = \"{k}\"\n[[sla.policy]]\nname = \"v\"\nclass = \"bulk\"\ncategories = [\"VoIP\"]\n"), "sla.policy.categories"),
+            (format!("[dpi]\n[sla]\nkey_file = \"{k}\"\n[[sla.policy]]\nname = \"v\"\nclass = \"bulk\"\ncategories = [\"Nope\"]\n"), "sla.policy[0].categories[0]"),
+            (format!("[dpi]\n[sla]\nkey_file = \"{k}\"\n[[sla.policy]]\nname = \"v\"\nclass = \"bulk\"\napps = [\"NoSuchApp\"]\n"), "sla.policy.apps.NoSuchApp"),
+            (format!("[sla]\nkey_file = \"{k}\"\n[[sla.policy]]\nname = \"v\"\nclass = \"bulk\"\n[[sla.policy]]\nname = \"v\"\nclass = \"bulk\"\n"), "sla.policy[1].name"),
+        ];
+        for (extra, field) in cases {
+            let e = error(&format!("{GOOD}\n{extra}"));
+            assert_eq!(e.field, field, "{extra}: {e}");
+        }
+    }
+
     #[test]
     fn a_valid_config_parses_with_defaults() {
         let c = parse(GOOD).unwrap();
