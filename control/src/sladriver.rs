@@ -590,7 +590,7 @@ impl<'a> SlaDriver<'a> {
             let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.3}", v / 1e3));
             let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0));
             out.push(format!(
-                "  sla {}: {state}, {rtt}, jitter fwd {} rev {} ms, ipdv p95 fwd {} rev {} ms, loss {} (fwd {} rev {}), {} replies {} lost in window; {} sent, {} replies, {} lost, {} dropped",
+                "  sla {}: {state}, {rtt}, jitter fwd {} rev {} ms, ipdv p95 fwd {} rev {} ms, loss {} (fwd {} rev {}), {} replies {} lost in window; {} sent, {} replies, {} lost ({} forward), {} dropped",
                 p.spec.name,
                 ms(m.forward.jitter_us),
                 ms(m.reverse.jitter_us),
@@ -604,6 +604,7 @@ impl<'a> SlaDriver<'a> {
                 c.tx,
                 c.rx_ok,
                 c.lost,
+                c.forward_lost,
                 c.rx_drops.total(),
             ));
         }

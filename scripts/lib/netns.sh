@@ -180,12 +180,14 @@ netem_available() {
     return $ok
 }
 
-# wanem_splice NS DEV SPEC FIFO LOG — impair what DEV sends (netem on DEV's
-# egress) without netem: DEV's addresses move to a new veth DEVr, whose
-# peer DEVi is bridged to DEV by scripts/lib/wanem.py applying SPEC on the
-# way out of DEV. Prints wanem's pid. New specs can be written to FIFO.
+# wanem_splice NS DEV SPEC FIFO LOG [WANEM ARGS...] — impair what DEV sends
+# (netem on DEV's egress) without netem: DEV's addresses move to a new veth
+# DEVr, whose peer DEVi is bridged to DEV by scripts/lib/wanem.py applying
+# SPEC on the way out of DEV. Prints wanem's pid. New specs can be written
+# to FIFO. Further arguments go to wanem (e.g. --watch-udp 4790).
 wanem_splice() {
     local ns=$1 dev=$2 spec=$3 fifo=$4 logfile=$5 addr pid
+    shift 5
     local inner=${dev}i outer=${dev}r
     ip -n "$ns" link add "$inner" type veth peer name "$outer" || return 1
     for addr in $(ip -n "$ns" -o -4 addr show dev "$dev" | awk '{print $4}'); do
@@ -201,7 +203,7 @@ wanem_splice() {
     ip -n "$ns" link set "$dev" promisc on
     ip -n "$ns" link set "$inner" promisc on
     ip netns exec "$ns" python3 "$(dirname "${BASH_SOURCE[0]}")/wanem.py" \
-        --a "$dev" --b "$inner" --impair ba --spec "$spec" --control "$fifo" \
+        --a "$dev" --b "$inner" --impair ba --spec "$spec" --control "$fifo" "$@" \
         >"$logfile" 2>&1 &
     pid=$!
     sleep 0.3

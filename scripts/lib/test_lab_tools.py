@@ -1,0 +1,511 @@
+#!/usr/bin/env python3
+"""Tests for the lab's Python tools: wanem's ground truth and udpstream.
+
+The lab trusts these tools to judge the nodes' SLA measurements and
+failover times, so their arithmetic is pinned down here on synthetic input,
+without root, interfaces or the lab. Run: python3 scripts/lib/test_lab_tools.py
+"""
+
+import json
+import os
+import random
+import re
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # leave no __pycache__ in scripts/lib
+
+import udpstream  # noqa: E402
+import wanem  # noqa: E402
+
+
+# ------------------------------------------------------------ frame crafting
+
+
+def ipv4_udp(dport, sport=12345, payload=b"x" * 16, ihl=5, frag=0, proto=17, src=(10, 0, 0, 1), dst=(10, 0, 0, 2)):
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    options = b"\x00" * ((ihl - 5) * 4)
+    total = ihl * 4 + len(udp)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, total, 1, frag, 64, proto, 0, bytes(src), bytes(dst))
+    return ip + options + udp
+
+
+def ether(ethertype, body, vlan=None):
+    mac = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02"
+    if vlan is not None:
+        return mac + struct.pack("!HHH", 0x8100, vlan, ethertype) + body
+    return mac + struct.pack("!H", ethertype) + body
+
+
+PROBE = ether(0x0800, ipv4_udp(4790))
+OTHER = ether(0x0800, ipv4_udp(5201))
+# Patronus SLA probes (control/src/sla/probe.rs): "PS", version 1, type 1/2.
+REQUEST = ether(0x0800, ipv4_udp(4790, sport=4790, payload=b"PS\x01\x01" + bytes(40)))
+REPLY = ether(0x0800, ipv4_udp(4790, sport=4790, payload=b"PS\x01\x02" + bytes(64), src=(10, 0, 0, 2), dst=(10, 0, 0, 1)))
+
+
+class FakeTx:
+    def __init__(self, fail=False):
+        self.frames = []
+        self.fail = fail
+
+    def send(self, frame):
+        if self.fail:
+            raise OSError("no buffer space")
+        self.frames.append(frame)
+
+
+class FakeClock:
+    def __init__(self, t=0.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def rfc3550(transits):
+    """The textbook loop, written independently of WatchStats."""
+    j, js, ds = 0.0, [], []
+    for prev, cur in zip(transits, transits[1:]):
+        d = abs(cur - prev)
+        j = j + (d - j) / 16
+        js.append(j)
+        ds.append(d)
+    return j, js, ds
+
+
+# -------------------------------------------------------------------- wanem
+
+
+class WatchedFrameClassification(unittest.TestCase):
+    def test_udp_to_the_probe_port_is_recognised(self):
+        self.assertEqual(wanem.udp_dst_port(PROBE), 4790)
+
+    def test_other_udp_reports_its_own_port(self):
+        self.assertEqual(wanem.udp_dst_port(OTHER), 5201)
+
+    def test_one_vlan_tag_is_looked_through(self):
+        self.assertEqual(wanem.udp_dst_port(ether(0x0800, ipv4_udp(4790), vlan=100)), 4790)
+
+    def test_ip_options_move_the_udp_header(self):
+        self.assertEqual(wanem.udp_dst_port(ether(0x0800, ipv4_udp(4790, ihl=7))), 4790)
+
+    def test_source_port_4790_alone_is_not_a_match(self):
+        self.assertEqual(wanem.udp_dst_port(ether(0x0800, ipv4_udp(53, sport=4790))), 53)
+
+    def test_every_truncation_is_rejected_without_crashing(self):
+        for frame in (PROBE, ether(0x0800, ipv4_udp(4790), vlan=7)):
+            header_end = len(frame) - 16  # the 16-byte payload is not needed
+            for n in range(header_end):
+                self.assertIsNone(wanem.udp_dst_port(frame[:n]), n)
+            self.assertEqual(wanem.udp_dst_port(frame[:header_end]), 4790)
+
+    def test_ipv6_is_not_watched(self):
+        ip6 = struct.pack("!IHBB16s16s", 6 << 28, 24, 17, 64, bytes(16), bytes(16))
+        frame = ether(0x86DD, ip6 + struct.pack("!HHHH", 1, 4790, 24, 0) + bytes(16))
+        self.assertIsNone(wanem.udp_dst_port(frame))
+
+    def test_non_ip_is_not_watched(self):
+        self.assertIsNone(wanem.udp_dst_port(ether(0x0806, bytes(46))))  # ARP
+        self.assertIsNone(wanem.udp_dst_port(ether(0x0800, ipv4_udp(4790, proto=6))))  # TCP
+
+    def test_bad_version_and_ihl_are_rejected(self):
+        good = bytearray(PROBE)
+        good[14] = 0x65  # version 6 in an IPv4 ethertype
+        self.assertIsNone(wanem.udp_dst_port(bytes(good)))
+        good[14] = 0x44  # IHL 4 < 5
+        self.assertIsNone(wanem.udp_dst_port(bytes(good)))
+        good[14] = 0x4F  # IHL 15 runs past the frame
+        self.assertIsNone(wanem.udp_dst_port(bytes(good)))
+
+    def test_non_first_fragment_is_not_watched(self):
+        self.assertIsNone(wanem.udp_dst_port(ether(0x0800, ipv4_udp(4790, frag=185))))
+        self.assertEqual(wanem.udp_dst_port(ether(0x0800, ipv4_udp(4790, frag=0x2000))), 4790)  # MF, offset 0
+
+    def test_probe_requests_and_replies_get_their_own_flow(self):
+        self.assertEqual(wanem.watched_flow(REQUEST, 4790), "10.0.0.1>10.0.0.2 req")
+        self.assertEqual(wanem.watched_flow(REPLY, 4790), "10.0.0.2>10.0.0.1 rep")
+        self.assertEqual(wanem.watched_flow(PROBE, 4790), "10.0.0.1>10.0.0.2 udp")
+        self.assertEqual(wanem.watched_flow(ether(0x0800, ipv4_udp(4790, payload=b"PS")), 4790), "10.0.0.1>10.0.0.2 udp")
+        self.assertIsNone(wanem.watched_flow(OTHER, 4790))
+
+    def test_random_garbage_never_raises(self):
+        rng = random.Random(1)
+        for _ in range(2000):
+            frame = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 80)))
+            port = wanem.udp_dst_port(frame)
+            self.assertTrue(port is None or 0 <= port <= 65535)
+            wanem.watched_flow(frame, 4790)
+
+
+class WatchStatsMath(unittest.TestCase):
+    def test_transit_summary_and_rfc3550_jitter(self):
+        transits = [0.010, 0.012, 0.011, 0.015, 0.015, 0.009]
+        w = wanem.WatchStats()
+        for _ in transits:
+            w.on_received()
+        for t in transits:
+            w.on_sent(t)
+        j, js, ds = rfc3550(transits)
+        s = w.snapshot()
+        self.assertEqual((s["received"], s["sent"], s["dropped"], s["in_flight"]), (6, 6, 0, 0))
+        self.assertAlmostEqual(s["transit_mean_ms"], sum(transits) / 6 * 1e3, places=6)
+        self.assertAlmostEqual(s["transit_min_ms"], 9.0, places=6)
+        self.assertAlmostEqual(s["transit_max_ms"], 15.0, places=6)
+        self.assertAlmostEqual(s["jitter_ms"], j * 1e3, places=6)
+        self.assertAlmostEqual(s["jitter_avg_ms"], sum(js) / len(js) * 1e3, places=6)
+        self.assertAlmostEqual(s["ipdv_abs_mean_ms"], sum(ds) / len(ds) * 1e3, places=6)
+        # By hand: |D| = 2,1,4,0,6 ms → mean 2.6 ms; J after the first = 2/16.
+        self.assertAlmostEqual(s["ipdv_abs_mean_ms"], 2.6, places=6)
+        self.assertAlmostEqual(js[0], 0.002 / 16)
+
+    def test_constant_transit_has_zero_jitter(self):
+        w = wanem.WatchStats()
+        for _ in range(100):
+            w.on_sent(0.040)
+        s = w.snapshot()
+        self.assertEqual(s["jitter_ms"], 0.0)
+        self.assertEqual(s["ipdv_abs_mean_ms"], 0.0)
+        self.assertAlmostEqual(s["transit_mean_ms"], 40.0, places=6)
+
+    def test_jitter_converges_to_mean_abs_difference(self):
+        # Alternating 10/20 ms: |D| is always 10 ms, so J tends to 10 ms.
+        w = wanem.WatchStats()
+        for i in range(400):
+            w.on_sent(0.010 if i % 2 else 0.020)
+        self.assertAlmostEqual(w.snapshot()["jitter_ms"], 10.0, places=3)
+
+    def test_no_samples_gives_nulls_not_zeros(self):
+        s = wanem.WatchStats().snapshot()
+        for key in ("transit_mean_ms", "transit_min_ms", "transit_max_ms", "jitter_ms", "jitter_avg_ms", "ipdv_abs_mean_ms", "loss_pct"):
+            self.assertIsNone(s[key], key)
+        w = wanem.WatchStats()
+        w.on_sent(0.005)
+        self.assertIsNone(w.snapshot()["jitter_ms"])  # one transit has no D yet
+
+    def test_drops_are_counted_per_kind_and_in_total(self):
+        w = wanem.WatchStats()
+        for _ in range(10):
+            w.on_received()
+        for kind in ("lost", "lost", "down", "overflow"):
+            w.on_dropped(kind)
+        s = w.snapshot()
+        self.assertEqual((s["dropped"], s["lost"], s["down"], s["overflow"]), (4, 2, 1, 1))
+        self.assertAlmostEqual(s["loss_pct"], 40.0)
+        self.assertEqual(s["in_flight"], 6)
+
+    def test_reset_zeroes_everything_and_forgets_the_previous_transit(self):
+        w = wanem.WatchStats()
+        w.on_received()
+        w.on_sent(0.010)
+        w.on_sent(0.030)
+        w.reset()
+        w.on_sent(0.050)
+        s = w.snapshot()
+        self.assertEqual((s["received"], s["sent"]), (0, 1))
+        self.assertIsNone(s["jitter_ms"])  # 0.050 has no predecessor after the reset
+        self.assertAlmostEqual(s["transit_min_ms"], 50.0, places=6)
+
+
+class DirectionWatching(unittest.TestCase):
+    def make(self, fail=False):
+        clock = FakeClock()
+        tx = FakeTx(fail)
+        return wanem.Direction("ba", "b->a", None, tx, watch_port=4790, clock=clock), tx, clock
+
+    def test_realized_transit_uses_the_real_send_time(self):
+        d, tx, clock = self.make()
+        spec = wanem.parse_spec("delay 40ms")
+        rng = random.Random(0)
+        d.receive(PROBE, spec, 1.000, rng)
+        d.receive(OTHER, spec, 1.000, rng)
+        d.receive(PROBE, spec, 1.010, rng)
+        clock.t = 1.043  # flush ran 3 ms late
+        d.flush(1.043)
+        self.assertEqual(len(tx.frames), 2)
+        clock.t = 1.050
+        d.flush(1.050)
+        s = d.watch.snapshot()
+        self.assertEqual((s["received"], s["sent"]), (2, 2))  # OTHER is not watched
+        self.assertAlmostEqual(s["transit_min_ms"], 40.0, places=6)
+        self.assertAlmostEqual(s["transit_max_ms"], 43.0, places=6)
+        self.assertAlmostEqual(s["ipdv_abs_mean_ms"], 3.0, places=6)
+        self.assertEqual(d.counters["sent"], 3)
+
+    def test_down_loss_and_overflow_are_attributed(self):
+        d, _, _ = self.make()
+        rng = random.Random(0)
+        d.receive(PROBE, wanem.parse_spec("down"), 0.0, rng)
+        d.receive(PROBE, wanem.parse_spec("loss 100%"), 0.0, rng)
+        d.receive(OTHER, wanem.parse_spec("loss 100%"), 0.0, rng)
+        limit1 = wanem.parse_spec("delay 1s limit 1")
+        d.receive(PROBE, limit1, 0.0, rng)
+        d.receive(PROBE, limit1, 0.0, rng)
+        s = d.watch.snapshot()
+        self.assertEqual((s["received"], s["down"], s["lost"], s["overflow"], s["dropped"], s["in_flight"]), (4, 1, 1, 1, 3, 1))
+        self.assertEqual(d.counters["lost"], 2)  # the unwatched loss counts only in the bridge counters
+
+    def test_tx_error_is_a_watched_drop(self):
+        d, _, clock = self.make(fail=True)
+        d.receive(PROBE, wanem.CLEAN, 0.0, random.Random(0))
+        d.flush(0.0)
+        s = d.watch.snapshot()
+        self.assertEqual((s["sent"], s["tx_error"], s["dropped"]), (0, 1, 1))
+
+    def test_packets_queued_before_a_reset_are_left_out_after_it(self):
+        d, _, clock = self.make()
+        d.receive(PROBE, wanem.parse_spec("delay 10ms"), 0.0, random.Random(0))
+        d.reset_watch()
+        clock.t = 0.010
+        d.flush(0.010)
+        s = d.watch_snapshot()
+        self.assertEqual((s["received"], s["sent"], s["in_flight"], s["flows"]), (0, 0, 0, {}))
+
+    def test_flows_are_kept_apart_so_interleaved_streams_do_not_fake_jitter(self):
+        # A's requests (steady 10 ms) and B's replies (steady 30 ms) share
+        # the direction: the direction's jitter is large, each flow's is 0.
+        d, _, clock = self.make()
+        rng = random.Random(0)
+        for i in range(20):
+            t = i * 0.1
+            d.receive(REQUEST, wanem.parse_spec("delay 10ms"), t, rng)
+            clock.t = t + 0.010
+            d.flush(clock.t + 1e-9)  # float sums: departure may be a hair past t + 10 ms
+            d.receive(REPLY, wanem.parse_spec("delay 30ms"), t + 0.05, rng)
+            clock.t = t + 0.080
+            d.flush(clock.t + 1e-9)
+        doc = d.watch_snapshot()
+        req, rep = doc["flows"]["10.0.0.1>10.0.0.2 req"], doc["flows"]["10.0.0.2>10.0.0.1 rep"]
+        self.assertEqual((req["sent"], rep["sent"], doc["sent"]), (20, 20, 40))
+        self.assertAlmostEqual(req["jitter_ms"], 0.0, places=6)
+        self.assertAlmostEqual(rep["jitter_ms"], 0.0, places=6)
+        self.assertAlmostEqual(req["transit_mean_ms"], 10.0, places=6)
+        self.assertAlmostEqual(rep["transit_mean_ms"], 30.0, places=6)
+        self.assertAlmostEqual(doc["ipdv_abs_mean_ms"], 20.0, places=6)
+
+    def test_flow_drops_are_attributed_to_the_flow(self):
+        d, _, _ = self.make()
+        rng = random.Random(0)
+        d.receive(REQUEST, wanem.parse_spec("loss 100%"), 0.0, rng)
+        d.receive(REPLY, wanem.parse_spec("delay 1s"), 0.0, rng)
+        flows = d.watch_snapshot()["flows"]
+        self.assertEqual(flows["10.0.0.1>10.0.0.2 req"]["loss_pct"], 100.0)
+        self.assertEqual(flows["10.0.0.2>10.0.0.1 rep"]["in_flight"], 1)
+
+    def test_a_flood_of_flows_is_pooled_beyond_the_cap(self):
+        d, _, _ = self.make()
+        rng = random.Random(0)
+        for i in range(wanem.MAX_FLOWS + 10):
+            frame = ether(0x0800, ipv4_udp(4790, src=(10, 1, i >> 8, i & 255)))
+            d.receive(frame, wanem.CLEAN, 0.0, rng)
+        self.assertEqual(len(d.flows), wanem.MAX_FLOWS + 1)
+        self.assertEqual(d.flows[wanem.OVERFLOW_FLOW].received, 10)
+
+    def test_no_watch_port_watches_nothing(self):
+        d = wanem.Direction("ab", "a->b", None, FakeTx())
+        d.receive(PROBE, wanem.CLEAN, 0.0, random.Random(0))
+        d.flush(0.0)
+        self.assertEqual(d.watch.snapshot()["received"], 0)
+        self.assertEqual(d.counters["sent"], 1)
+
+
+class ControlLines(unittest.TestCase):
+    def test_stats_takes_the_rest_of_the_line_as_path(self):
+        self.assertEqual(wanem.parse_control("stats /tmp/w.json"), ("stats", "/tmp/w.json"))
+        self.assertEqual(wanem.parse_control("  stats   /tmp/a b.json "), ("stats", "/tmp/a b.json"))
+
+    def test_stats_reset(self):
+        self.assertEqual(wanem.parse_control("stats-reset"), ("stats-reset", None))
+
+    def test_specs_still_work_including_the_empty_line(self):
+        kind, spec = wanem.parse_control("delay 40ms 10ms loss 3%")
+        self.assertEqual(kind, "spec")
+        self.assertAlmostEqual(spec["delay"], 0.040)
+        self.assertAlmostEqual(spec["jitter"], 0.010)
+        self.assertEqual(wanem.parse_control(""), ("spec", wanem.CLEAN))
+        self.assertTrue(wanem.parse_control("down")[1]["down"])
+
+    def test_malformed_commands_are_refused_by_name(self):
+        with self.assertRaisesRegex(wanem.ControlError, "needs a file"):
+            wanem.parse_control("stats")
+        with self.assertRaisesRegex(wanem.ControlError, "takes nothing"):
+            wanem.parse_control("stats-reset now")
+        with self.assertRaisesRegex(wanem.ControlError, "unknown command 'dump'"):
+            wanem.parse_control("dump /tmp/x")
+
+    def test_bad_spec_is_still_a_spec_error(self):
+        with self.assertRaisesRegex(wanem.SpecError, "fast"):
+            wanem.parse_control("delay fast")
+
+    def test_stats_document_shape_and_atomic_write(self):
+        ab = wanem.Direction("ab", "a->b", None, FakeTx(), 4790)
+        ba = wanem.Direction("ba", "b->a", None, FakeTx(), 4790)
+        ba.receive(REPLY, wanem.parse_spec("delay 1s"), 0.0, random.Random(0))
+        doc = wanem.stats_document(ab, ba, "eth0", "eth0i", "delay 40ms", 1.5)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "stats.json")
+            wanem.write_json_atomic(path, doc)
+            self.assertFalse(os.path.exists(path + ".tmp"))
+            with open(path) as f:
+                got = json.load(f)
+        self.assertEqual(set(got), {"ab", "ba", "a", "b", "spec", "since_reset_s"})
+        self.assertEqual((got["a"], got["b"], got["spec"], got["since_reset_s"]), ("eth0", "eth0i", "delay 40ms", 1.5))
+        wanted = {"received", "sent", "dropped", "lost", "down", "overflow", "transit_mean_ms", "transit_min_ms",
+                  "transit_max_ms", "jitter_ms", "jitter_avg_ms", "ipdv_abs_mean_ms", "loss_pct"}
+        self.assertTrue(wanted <= set(got["ab"]), wanted - set(got["ab"]))
+        self.assertEqual(got["ba"]["received"], 1)
+        self.assertEqual(got["ba"]["flows"]["10.0.0.2>10.0.0.1 rep"]["received"], 1)
+        self.assertEqual(got["ab"]["flows"], {})
+
+
+# ---------------------------------------------------------------- udpstream
+
+
+def feed(arrivals, gap_ns=1_000_000):
+    """Arrivals as seqs, one every gap_ns, each with 100 µs latency."""
+    s = udpstream.StreamStats()
+    for i, seq in enumerate(arrivals):
+        recv = 10_000_000_000 + i * gap_ns
+        s.add(seq, recv - 100_000, recv)
+    return s.report()
+
+
+class StreamReportMath(unittest.TestCase):
+    def test_clean_stream(self):
+        r = feed(range(1000))
+        self.assertEqual((r["received"], r["expected"], r["lost"], r["longest_loss_run"], r["loss_runs"]), (1000, 1000, 0, 0, 0))
+        self.assertEqual((r["duplicates"], r["reordered"], r["first_seq"], r["last_seq"]), (0, 0, 0, 999))
+        self.assertAlmostEqual(r["latency_mean_ms"], 0.1)
+        self.assertAlmostEqual(r["latency_max_ms"], 0.1)
+        self.assertAlmostEqual(r["longest_gap_ms"], 1.0)
+
+    def test_loss_runs_are_found_and_the_longest_measured(self):
+        seqs = [s for s in range(100) if not (10 <= s < 13 or 50 <= s < 70 or s == 90)]
+        r = feed(seqs)
+        self.assertEqual((r["lost"], r["loss_runs"], r["longest_loss_run"]), (24, 3, 20))
+
+    def test_outage_shows_as_the_longest_arrival_gap(self):
+        s = udpstream.StreamStats()
+        t = 5_000_000_000
+        for seq in range(100):
+            if seq == 60:
+                t += 250_000_000  # a 250 ms blackout after seq 59
+            s.add(seq, t, t)
+            t += 1_000_000
+        r = s.report()
+        self.assertAlmostEqual(r["longest_gap_ms"], 251.0)
+        self.assertEqual(r["longest_gap_after_seq"], 59)
+        self.assertAlmostEqual(r["longest_gap_start_s"], 0.059)
+        self.assertAlmostEqual(r["longest_gap_start_mono_s"], 5.059)
+
+    def test_reordering_and_duplicates(self):
+        r = feed([0, 1, 3, 2, 4, 4, 5, 1, 6])
+        self.assertEqual((r["received"], r["unique"], r["duplicates"], r["reordered"], r["lost"]), (9, 7, 2, 1, 0))
+
+    def test_a_number_older_than_the_first_arrival_rebases(self):
+        r = feed([1000, 1001, 998, 1002])
+        self.assertEqual((r["first_seq"], r["last_seq"], r["expected"], r["lost"], r["reordered"]), (998, 1002, 5, 1, 1))
+
+    def test_a_wild_sequence_number_is_invalid_not_a_huge_allocation(self):
+        s = udpstream.StreamStats()
+        s.add(0, 0, 0)
+        s.add(2**63, 0, 0)
+        r = s.report()
+        self.assertEqual((r["received"], r["invalid"], r["last_seq"]), (1, 1, 0))
+
+    def test_large_stream_is_cheap(self):
+        s = udpstream.StreamStats()
+        started = time.monotonic()
+        for seq in range(200_000):
+            if seq % 1000 != 500:
+                s.add(seq, seq, seq + 50)
+        r = s.report()
+        self.assertLess(time.monotonic() - started, 2.0)
+        self.assertEqual((r["lost"], r["loss_runs"], r["longest_loss_run"]), (200, 200, 1))
+
+    def test_nothing_received(self):
+        r = udpstream.StreamStats().report()
+        self.assertEqual((r["received"], r["expected"], r["lost"]), (0, 0, 0))
+        self.assertIsNone(r["first_seq"])
+        self.assertIsNone(r["longest_gap_ms"])
+
+    def test_send_log_counts_late_sends_beyond_half_an_interval(self):
+        log = udpstream.SendLog(1_000_000)
+        log.on_send(0, 10_000, True)
+        log.on_send(1_000_000, 1_600_000, True)
+        log.on_send(2_000_000, 2_000_000, False)
+        self.assertEqual((log.sent, log.attempted, log.send_errors, log.late_sends, log.worst_late_ns), (2, 3, 1, 1, 600_000))
+
+
+class StreamArguments(unittest.TestCase):
+    def run_tool(self, *argv):
+        return subprocess.run([sys.executable, os.path.join(HERE, "udpstream.py"), *argv], capture_output=True, text=True, timeout=10)
+
+    def test_bad_values_are_named_without_a_traceback(self):
+        cases = [
+            (["send", "--dst", "10.0.0.1", "--interval-us", "1000", "--duration", "1"], "'10.0.0.1' is not IP:PORT"),
+            (["send", "--dst", "host:80", "--interval-us", "1000", "--duration", "1"], "'host'"),
+            (["send", "--dst", "10.0.0.1:70000", "--interval-us", "1000", "--duration", "1"], "port 70000"),
+            (["send", "--dst", "10.0.0.1:9", "--interval-us", "0", "--duration", "1"], "0 is not positive"),
+            (["send", "--dst", "10.0.0.1:9", "--interval-us", "1000", "--duration", "x"], "'x' is not a number"),
+            (["send", "--dst", "10.0.0.1:9", "--interval-us", "1000", "--duration", "1", "--size", "8"], "size 8"),
+            (["recv", "--bind", "127.0.0.1:0", "--report", "/tmp/x", "--idle-exit", "-1"], "-1"),
+        ]
+        for argv, message in cases:
+            p = self.run_tool(*argv)
+            self.assertEqual(p.returncode, 2, argv)
+            self.assertIn(message, p.stderr, argv)
+            self.assertNotIn("Traceback", p.stderr, argv)
+
+
+class StreamEndToEnd(unittest.TestCase):
+    def test_loopback_stream_loses_nothing(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            report = os.path.join(tmp, "recv.json")
+            tool = os.path.join(HERE, "udpstream.py")
+            recv = subprocess.Popen(
+                [sys.executable, tool, "recv", "--bind", "127.0.0.1:0", "--report", report, "--idle-exit", "3"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                ready = recv.stderr.readline()
+                m = re.match(r"udpstream: ready on 127\.0\.0\.1:(\d+)", ready)
+                self.assertIsNotNone(m, ready)
+                send = subprocess.run(
+                    [sys.executable, tool, "send", "--dst", f"127.0.0.1:{m.group(1)}", "--interval-us", "1000", "--duration", "0.3"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                )
+                self.assertEqual(send.returncode, 0, send.stderr)
+                sent = json.loads(send.stdout)
+                time.sleep(0.05)
+                recv.send_signal(signal.SIGTERM)
+                out, _ = recv.communicate(timeout=5)
+            finally:
+                if recv.poll() is None:
+                    recv.kill()
+                    recv.wait()
+            self.assertEqual(recv.returncode, 0)
+            with open(report) as f:
+                got = json.load(f)
+            self.assertEqual(json.loads(out), got)
+        self.assertEqual(sent["sent"], 300)
+        self.assertEqual(sent["send_errors"], 0)
+        self.assertEqual(set(sent) >= {"sent", "interval_us", "duration_s", "late_sends", "worst_late_ms"}, True)
+        self.assertEqual((got["received"], got["lost"], got["first_seq"], got["last_seq"]), (300, 0, 0, 299))
+        self.assertEqual((got["duplicates"], got["invalid"]), (0, 0))
+        self.assertGreaterEqual(got["latency_min_ms"], 0.0)
+
+
+if __name__ == "__main__":
+    unittest.main()

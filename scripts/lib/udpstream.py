@@ -1,0 +1,441 @@
+#!/usr/bin/env python3
+"""udpstream: a steady, numbered UDP stream, for measuring failover outages.
+
+A failover test needs to know how long traffic really stopped, not how long
+the nodes think it did. A sender that puts one numbered datagram on the wire
+every interval turns that into counting: each missing sequence number is one
+interval without service, so the longest run of missing numbers times the
+interval is the outage, and the longest gap between arrivals says the same
+in time.
+
+  udpstream.py send --dst IP:PORT --interval-us N --duration S [--size B] [--src IP]
+  udpstream.py recv --bind IP:PORT --report PATH [--idle-exit S]
+
+The sender keeps an absolute schedule (packet i is due at start + i*interval)
+so one late wake-up does not shift every later packet; whatever it finds
+overdue it sends at once, and it reports how many sends were late, since a
+late burst looks like a gap at the receiver without any loss. Each payload
+carries a magic, a 64-bit sequence number and the 64-bit CLOCK_MONOTONIC
+send time in ns; with sender and receiver on the same host (network
+namespaces share that clock) the receiver gets true one-way latencies.
+
+The receiver prints "udpstream: ready on IP:PORT" to stderr once bound (so a
+script can wait for it, and learn the port when it asked for port 0), runs
+until SIGTERM/SIGINT or --idle-exit seconds of silence after the first
+packet, and writes its JSON report to PATH (via PATH.tmp and a rename) and
+to stdout. The receiver cannot see losses after the last packet it got; the
+sender's `attempted` count closes that hole.
+
+Python stdlib only.
+"""
+
+import argparse
+import ipaddress
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import sys
+import time
+
+MAGIC = b"PUS1"
+HEADER = struct.Struct("!4sQQ")  # magic, sequence number, send time (monotonic ns)
+MAX_UDP_PAYLOAD = 65507
+SPIN_NS = 300_000  # sleep until this close to a deadline, then spin: sleep() overshoots
+RCVBUF = 4 << 20  # a receiver descheduled for a while must not lose what is queued
+MAX_SPAN = 1 << 26  # sequence numbers tracked at once (one byte each, grown on demand)
+LOSS_RUN = re.compile(rb"\x00+")
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def endpoint(text, allow_port_zero=False):
+    """IP:PORT or [IPv6]:PORT → (ip, port), an argparse type."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"'{text}' is not IP:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{host}' in '{text}' is not an IP address") from None
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{port_text}' in '{text}' is not a port number") from None
+    low = 0 if allow_port_zero else 1
+    if not low <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} in '{text}' is outside {low}-65535")
+    return (str(ip), port)
+
+
+def bind_endpoint(text):
+    return endpoint(text, allow_port_zero=True)
+
+
+def ip_address(text):
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an IP address") from None
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive finite number")
+    return value
+
+
+def payload_size(text):
+    value = positive_int(text)
+    if not HEADER.size <= value <= MAX_UDP_PAYLOAD:
+        raise argparse.ArgumentTypeError(f"size {value} is outside {HEADER.size}-{MAX_UDP_PAYLOAD} bytes")
+    return value
+
+
+def family_of(ip):
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+
+def write_json_atomic(path, obj):
+    """A reader polling for PATH sees either nothing or the whole report."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+class Stop:
+    """Set by SIGTERM/SIGINT; the loops look at it between packets so the
+    report is always written from consistent state."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._set)
+        signal.signal(signal.SIGINT, self._set)
+
+    def _set(self, *_):
+        self.requested = True
+
+
+# ------------------------------------------------------------------- sender
+
+
+class SendLog:
+    """The sender's account of its own schedule, kept apart from the socket.
+
+    A send counts as late when it left more than half an interval after its
+    due time: from then on it is closer to the next slot than to its own,
+    and the receiver would misread the burst as a gap.
+    """
+
+    def __init__(self, interval_ns):
+        self.interval_ns = interval_ns
+        self.late_threshold_ns = interval_ns // 2
+        self.attempted = 0
+        self.sent = 0
+        self.send_errors = 0
+        self.late_sends = 0
+        self.worst_late_ns = 0
+
+    def on_send(self, due_ns, at_ns, ok):
+        self.attempted += 1
+        if ok:
+            self.sent += 1
+        else:
+            self.send_errors += 1
+        late = at_ns - due_ns
+        if late > self.worst_late_ns:
+            self.worst_late_ns = late
+        if late > self.late_threshold_ns:
+            self.late_sends += 1
+
+
+def run_send(args):
+    interval_ns = args.interval_us * 1000
+    duration_ns = int(args.duration * 1e9)
+    count = max(1, -(-duration_ns // interval_ns))  # packets due in [start, start + duration)
+    ip, port = args.dst
+    try:
+        sock = socket.socket(family_of(ip), socket.SOCK_DGRAM)
+        if args.src:
+            sock.bind((args.src, 0))
+    except OSError as e:
+        print(f"udpstream: cannot bind to {args.src}: {e}", file=sys.stderr)
+        return 2
+    stop = Stop()
+    log = SendLog(interval_ns)
+    buf = bytearray(args.size)
+    clock = time.monotonic_ns
+    start = clock()
+    for seq in range(count):
+        if stop.requested:
+            break
+        due = start + seq * interval_ns
+        wait = due - clock()
+        if wait > SPIN_NS:
+            time.sleep((wait - SPIN_NS) / 1e9)
+        while clock() < due:
+            pass
+        at = clock()
+        HEADER.pack_into(buf, 0, MAGIC, seq, at)
+        try:
+            sock.sendto(buf, (ip, port))
+            ok = True
+        except OSError:
+            # No route while a path is down is part of the outage: the
+            # number is spent and shows as lost at the receiver.
+            ok = False
+        log.on_send(due, at, ok)
+    elapsed = (clock() - start) / 1e9
+    print(
+        json.dumps(
+            {
+                "sent": log.sent,
+                "attempted": log.attempted,
+                "send_errors": log.send_errors,
+                "last_seq": log.attempted - 1 if log.attempted else None,
+                "interval_us": args.interval_us,
+                "duration_s": args.duration,
+                "elapsed_s": round(elapsed, 6),
+                "late_sends": log.late_sends,
+                "worst_late_ms": round(log.worst_late_ns / 1e6, 6),
+                "stopped_early": log.attempted < count,
+            }
+        ),
+        flush=True,
+    )
+    return 0
+
+
+# ----------------------------------------------------------------- receiver
+
+
+class StreamStats:
+    """What arrived, in sequence and in time: fed (seq, sent_ns, recv_ns),
+    no I/O, so tests drive it with synthetic arrivals.
+
+    Seen numbers are one byte each in a bytearray from the lowest number
+    seen (`base`); loss runs are then found by a regex over it at report
+    time, which costs next to nothing for 100k+ packets.
+    """
+
+    def __init__(self):
+        self.received = 0
+        self.duplicates = 0
+        self.reordered = 0
+        self.invalid = 0
+        self.base = None  # lowest seq seen; seen[i] is seq base+i
+        self.top = None  # highest seq seen
+        self.seen = bytearray()
+        self.first_arrival = None
+        self.last_arrival = None
+        self.last_seq_arrived = None
+        self.gap_ns = None
+        self.gap_start = None
+        self.gap_after_seq = None
+        self.latency_sum = 0
+        self.latency_min = None
+        self.latency_max = None
+
+    def _slot(self, seq):
+        """Index of seq in `seen`, growing or rebasing it; None if out of reach."""
+        if self.base is None:
+            self.base = self.top = seq
+            self.seen = bytearray(1024)
+            return 0
+        if seq < self.base:
+            shift = self.base - seq
+            if self.top - seq >= MAX_SPAN:
+                return None
+            self.seen[0:0] = bytes(shift)  # rare: only reordering around the first packet
+            self.base = seq
+            return 0
+        index = seq - self.base
+        if index >= len(self.seen):
+            if index >= MAX_SPAN:
+                return None
+            self.seen.extend(bytes(min(MAX_SPAN, max(index + 1, 2 * len(self.seen))) - len(self.seen)))
+        return index
+
+    def add(self, seq, sent_ns, recv_ns):
+        index = self._slot(seq)
+        if index is None:
+            self.invalid += 1
+            return
+        self.received += 1
+        if self.seen[index]:
+            self.duplicates += 1
+        else:
+            self.seen[index] = 1
+            if seq < self.top:
+                self.reordered += 1
+        if seq > self.top:
+            self.top = seq
+
+        if self.last_arrival is None:
+            self.first_arrival = recv_ns
+        else:
+            gap = recv_ns - self.last_arrival
+            if self.gap_ns is None or gap > self.gap_ns:
+                self.gap_ns = gap
+                self.gap_start = self.last_arrival
+                self.gap_after_seq = self.last_seq_arrived
+        self.last_arrival = recv_ns
+        self.last_seq_arrived = seq
+
+        latency = recv_ns - sent_ns
+        self.latency_sum += latency
+        if self.latency_min is None or latency < self.latency_min:
+            self.latency_min = latency
+        if self.latency_max is None or latency > self.latency_max:
+            self.latency_max = latency
+
+    def report(self):
+        """The JSON-ready report; times in ms (gap start in s), null without data."""
+        if self.base is None:
+            window = b""
+            expected = 0
+        else:
+            window = bytes(self.seen[: self.top - self.base + 1])
+            expected = len(window)
+        unique = window.count(1)
+        runs = [m.end() - m.start() for m in LOSS_RUN.finditer(window)]
+
+        def ms(ns):
+            return None if ns is None else round(ns / 1e6, 6)
+
+        return {
+            "received": self.received,
+            "unique": unique,
+            "duplicates": self.duplicates,
+            "reordered": self.reordered,
+            "invalid": self.invalid,
+            "first_seq": self.base,
+            "last_seq": self.top,
+            "expected": expected,
+            "lost": expected - unique,
+            "loss_runs": len(runs),
+            "longest_loss_run": max(runs, default=0),
+            "longest_gap_ms": ms(self.gap_ns),
+            "longest_gap_start_s": None
+            if self.gap_start is None
+            else round((self.gap_start - self.first_arrival) / 1e9, 6),
+            "longest_gap_start_mono_s": None if self.gap_start is None else round(self.gap_start / 1e9, 6),
+            "longest_gap_after_seq": self.gap_after_seq,
+            "span_s": None
+            if self.first_arrival is None
+            else round((self.last_arrival - self.first_arrival) / 1e9, 6),
+            "latency_mean_ms": ms(self.latency_sum / self.received) if self.received else None,
+            "latency_min_ms": ms(self.latency_min),
+            "latency_max_ms": ms(self.latency_max),
+        }
+
+
+def run_recv(args):
+    ip, port = args.bind
+    try:
+        sock = socket.socket(family_of(ip), socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        except OSError:
+            pass  # the default buffer still works, only with less slack
+        sock.bind((ip, port))
+    except OSError as e:
+        print(f"udpstream: cannot bind {ip}:{port}: {e}", file=sys.stderr)
+        return 2
+    stop = Stop()
+    # Wake up now and then even without traffic, to notice a signal or silence.
+    poll = min(0.1, args.idle_exit / 4) if args.idle_exit else 0.1
+    sock.settimeout(poll)
+    idle_ns = int(args.idle_exit * 1e9) if args.idle_exit else None
+    bound = sock.getsockname()
+    print(f"udpstream: ready on {bound[0]}:{bound[1]}", file=sys.stderr, flush=True)
+
+    stats = StreamStats()
+    buf = bytearray(65536)
+    clock = time.monotonic_ns
+    while not stop.requested:
+        try:
+            n = sock.recv_into(buf)
+        except socket.timeout:
+            if idle_ns and stats.last_arrival is not None and clock() - stats.last_arrival >= idle_ns:
+                break
+            continue
+        except OSError:
+            continue  # e.g. an ICMP error queued on the socket: not data
+        now = clock()
+        if n < HEADER.size or buf[:4] != MAGIC:
+            stats.invalid += 1
+            continue
+        _, seq, sent = HEADER.unpack_from(buf)
+        stats.add(seq, sent, now)
+
+    report = stats.report()
+    report["bind"] = f"{bound[0]}:{bound[1]}"
+    try:
+        write_json_atomic(args.report, report)
+    except OSError as e:
+        print(f"udpstream: cannot write report to '{args.report}': {e}", file=sys.stderr)
+        print(json.dumps(report), flush=True)
+        return 1
+    print(json.dumps(report), flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------- main
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="mode", required=True, metavar="{send,recv}")
+
+    s = sub.add_parser("send", help="send a numbered stream on a fixed schedule")
+    s.add_argument("--dst", required=True, type=endpoint, metavar="IP:PORT", help="where to send")
+    s.add_argument("--interval-us", required=True, type=positive_int, metavar="N", help="one packet every N µs")
+    s.add_argument("--duration", required=True, type=positive_float, metavar="S", help="seconds to send for")
+    s.add_argument(
+        "--size", type=payload_size, default=200, metavar="BYTES", help="UDP payload bytes (default 200)"
+    )
+    s.add_argument("--src", type=ip_address, metavar="IP", help="source address to send from")
+
+    r = sub.add_parser("recv", help="receive a stream and report loss, gaps and latency")
+    r.add_argument("--bind", required=True, type=bind_endpoint, metavar="IP:PORT", help="where to listen (port 0: any)")
+    r.add_argument("--report", required=True, metavar="PATH", help="write the JSON report here at the end")
+    r.add_argument(
+        "--idle-exit",
+        type=positive_float,
+        metavar="S",
+        help="stop after S seconds without packets, once one has come "
+        "(make it longer than any outage you mean to measure)",
+    )
+
+    args = ap.parse_args(argv)
+    if args.mode == "send":
+        if args.src and family_of(args.src) != family_of(args.dst[0]):
+            ap.error(f"--src {args.src} and --dst {args.dst[0]} are different address families")
+        return run_send(args)
+    return run_recv(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
