@@ -38,16 +38,22 @@ struct Args {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
-    let mut tokens = vec![TokenConfig::new(Role::Admin, &api::hash_token(&args.token))?];
+    let mut tokens = vec![TokenConfig::new(
+        Role::Admin,
+        &api::hash_token(&args.token),
+    )?];
     if let Some(t) = &args.read_only_token {
         tokens.push(TokenConfig::new(Role::ReadOnly, &api::hash_token(t))?);
     }
     let config = ApiConfig {
         listen: args.listen,
-        tls: args.tls_cert.zip(args.tls_key).map(|(cert_file, key_file)| TlsFiles {
-            cert_file,
-            key_file,
-        }),
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert_file, key_file)| TlsFiles {
+                cert_file,
+                key_file,
+            }),
         tokens,
         core: None,
     };

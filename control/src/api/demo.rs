@@ -188,6 +188,10 @@ impl Demo {
     /// The node at `t` seconds after start.
     pub fn snapshot(&self, t: f64) -> Snapshot {
         let total: f64 = SITES.iter().map(|s| s.rate).sum();
+        // Traffic counters grow as rate × w(t), where w' = 1 + 0.5 cos(2πt/20):
+        // the rate swings ±50 % over 20 s, and counters never go backwards.
+        let omega = std::f64::consts::TAU / 20.0;
+        let w = t + 0.5 / omega * (omega * t).sin();
         let port = |name: &str, role: &str, mac: &str, addr: &str, share: f64| Port {
             name: name.into(),
             role: role.into(),
@@ -195,10 +199,10 @@ impl Demo {
             speed_mbps: 10_000,
             mac: mac.into(),
             addresses: vec![addr.into()],
-            rx_bytes: (total * share * t) as u64,
-            tx_bytes: (total * share * 0.93 * t) as u64,
-            rx_packets: (total * share * t / 800.0) as u64,
-            tx_packets: (total * share * 0.93 * t / 800.0) as u64,
+            rx_bytes: (total * share * w) as u64,
+            tx_bytes: (total * share * 0.93 * w) as u64,
+            rx_packets: (total * share * w / 800.0) as u64,
+            tx_packets: (total * share * 0.93 * w / 800.0) as u64,
             drops: (t * 0.7 * share) as u64,
         };
         let ports = vec![
@@ -344,8 +348,8 @@ impl Demo {
                             total * [0.1, 0.1, 0.3, 0.4, 0.1][c] * if p == 0 { 0.7 } else { 0.3 };
                         QosClassStats {
                             class: (*class).into(),
-                            sent_packets: (rate * t / 900.0) as u64,
-                            sent_bytes: (rate * t) as u64,
+                            sent_packets: (rate * w / 900.0) as u64,
+                            sent_bytes: (rate * w) as u64,
                             dropped_packets: if c == 4 { (t * 3.0) as u64 } else { 0 },
                             queue_delay_p99_us: Some(150.0 * (c + 1) as f64),
                         }

@@ -78,11 +78,41 @@ fn field_path(path: &str, message: &str) -> Option<String> {
     }
 }
 
-/// Parse a JSON request body into `T`. Errors: 415 when the content type
-/// is not JSON, 400 naming the field otherwise.
+/// serde's derived `Deserialize` also takes a struct as an array of its
+/// field values (`[null, null]`), which no client means and the schema
+/// does not allow: require objects at the top and in the `object_arrays`
+/// fields (arrays of structs).
+fn objects_only(body: &[u8], object_arrays: &[&str]) -> Result<(), ErrorResponse> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        ErrorResponse::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"))
+    })?;
+    let Some(object) = value.as_object() else {
+        return Err(ErrorResponse::new(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object",
+        ));
+    };
+    for field in object_arrays {
+        if let Some(items) = object.get(*field).and_then(|v| v.as_array()) {
+            if let Some(i) = items.iter().position(|v| !v.is_object()) {
+                return Err(ErrorResponse::field(
+                    StatusCode::BAD_REQUEST,
+                    &format!("{field}[{i}]"),
+                    "must be a JSON object",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parse a JSON request body into `T` (a struct whose `object_arrays`
+/// fields are arrays of structs). Errors: 415 when the content type is not
+/// JSON, 400 naming the field otherwise.
 pub fn json_body<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],
+    object_arrays: &[&str],
 ) -> Result<T, ErrorResponse> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
@@ -121,6 +151,7 @@ pub fn json_body<T: DeserializeOwned>(
     })?;
     // Trailing data after the value is a syntax error too.
     de.end().map_err(|e| syntax(e.to_string()))?;
+    objects_only(body, object_arrays)?;
     Ok(value)
 }
 
@@ -139,7 +170,7 @@ mod tests {
     }
 
     fn err(body: &str) -> ErrorResponse {
-        json_body::<Policy>(&json(), body.as_bytes()).unwrap_err()
+        json_body::<Policy>(&json(), body.as_bytes(), &["rules"]).unwrap_err()
     }
 
     #[test]
@@ -179,8 +210,16 @@ mod tests {
     }
 
     #[test]
+    fn structs_as_arrays_are_refused() {
+        let e = err(r#"["p", "x"]"#);
+        assert_eq!((e.status, e.body.field), (StatusCode::BAD_REQUEST, None));
+        let e = err(r#"{"name":"p","sla_class":"x","rules":[{}, [null, null]]}"#);
+        assert_eq!(e.body.field.as_deref(), Some("rules[1]"));
+    }
+
+    #[test]
     fn other_content_types_are_415() {
-        let e = json_body::<Policy>(&HeaderMap::new(), b"{}").unwrap_err();
+        let e = json_body::<Policy>(&HeaderMap::new(), b"{}", &[]).unwrap_err();
         assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
 }

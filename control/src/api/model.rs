@@ -199,15 +199,19 @@ pub struct Loss {
 #[serde(deny_unknown_fields)]
 pub struct SlaClass {
     /// 1–64 characters of `A-Z a-z 0-9 _ . -`.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     pub name: String,
     /// Limit on the p95 round-trip time.
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 3600000.0)]
     pub max_latency_ms: Option<f64>,
     /// Limit on packet loss, 0–100.
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 100.0)]
     pub max_loss_pct: Option<f64>,
     /// Limit on the RFC 3550 interarrival jitter.
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 3600000.0)]
     pub max_jitter_ms: Option<f64>,
 }
 
@@ -242,6 +246,7 @@ pub struct Rule {
     pub dst_ports: Option<String>,
     /// DSCP code point, 0–63.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 63)]
     pub dscp: Option<u8>,
 }
 
@@ -251,6 +256,7 @@ pub struct Rule {
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// 1–64 characters of `A-Z a-z 0-9 _ . -`.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     pub name: String,
     /// An existing SLA class's name.
     pub sla_class: String,

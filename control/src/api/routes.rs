@@ -381,7 +381,7 @@ pub(crate) async fn stats(State(ctx): State<Ctx>) -> Json<Stats> {
 #[utoipa::path(get, path = "/api/v1/events", tag = "events",
     description = "Event history, oldest first. With `after`: the events after that seq; without: the latest `limit`.",
     params(
-        ("after" = Option<u64>, Query, minimum = 0, description = "Only events with a larger seq"),
+        ("after" = Option<u64>, Query, minimum = 0, maximum = 9223372036854775807_i64, description = "Only events with a larger seq"),
         ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "At most this many (default 100)")),
     responses((status = 200, body = EventPage), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
@@ -391,7 +391,8 @@ pub(crate) async fn events(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<EventPage>, ErrorResponse> {
     let q = query(raw)?;
-    let after = number(&q, "after", 0, u64::MAX)?;
+    // The document says int64; seqs never get near it.
+    let after = number(&q, "after", 0, i64::MAX as u64)?;
     let limit = number(&q, "limit", 1, MAX_LIMIT)?.unwrap_or(100) as usize;
     Ok(Json(ctx.api.events_page(after, limit)))
 }
@@ -589,7 +590,7 @@ pub(crate) async fn create_class(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ErrorResponse> {
-    let class: SlaClass = json_body(&headers, &body)?;
+    let class: SlaClass = json_body(&headers, &body, &[])?;
     validate::sla_class(&class).map_err(unprocessable)?;
     let _write = ctx.api.write_lock.lock().await;
     if ctx
@@ -628,7 +629,7 @@ pub(crate) async fn update_class(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<SlaClass>, ErrorResponse> {
-    let class: SlaClass = json_body(&headers, &body)?;
+    let class: SlaClass = json_body(&headers, &body, &[])?;
     let _write = ctx.api.write_lock.lock().await;
     if !ctx
         .api
@@ -720,7 +721,7 @@ pub(crate) async fn create_policy(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ErrorResponse> {
-    let policy: Policy = json_body(&headers, &body)?;
+    let policy: Policy = json_body(&headers, &body, &["rules"])?;
     let _write = ctx.api.write_lock.lock().await;
     let snap = ctx.api.snapshot();
     validate::name("name", &policy.name).map_err(unprocessable)?;
@@ -753,7 +754,7 @@ pub(crate) async fn update_policy(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Policy>, ErrorResponse> {
-    let policy: Policy = json_body(&headers, &body)?;
+    let policy: Policy = json_body(&headers, &body, &["rules"])?;
     let _write = ctx.api.write_lock.lock().await;
     let snap = ctx.api.snapshot();
     if !snap.policies.iter().any(|p| p.name == name) {
