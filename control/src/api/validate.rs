@@ -120,10 +120,11 @@ fn path_ref(text: &str, snap: &Snapshot) -> Result<(), &'static str> {
             .map_err(|_| "path:N needs N in 0-255"),
         Some(("port", name)) => {
             // An empty snapshot (daemon not publishing yet) cannot say.
-            if snap.ports.is_empty() || snap.ports.iter().any(|p| p.name == name) {
+            if snap.ports.is_empty() || snap.ports.iter().any(|p| p.name == name && p.role == "wan")
+            {
                 Ok(())
             } else {
-                Err("names no port of this node")
+                Err("names no WAN port of this node")
             }
         }
         _ => Err("must be path:N or port:NAME"),
@@ -181,10 +182,18 @@ mod tests {
                 max_loss_pct: Some(1.0),
                 max_jitter_ms: None,
             }],
-            ports: vec![Port {
-                name: "wan1".into(),
-                ..Port::default()
-            }],
+            ports: vec![
+                Port {
+                    name: "wan1".into(),
+                    role: "wan".into(),
+                    ..Port::default()
+                },
+                Port {
+                    name: "lan".into(),
+                    role: "lan".into(),
+                    ..Port::default()
+                },
+            ],
             ..Snapshot::default()
         }
     }
@@ -231,6 +240,8 @@ mod tests {
         let mut p = voice();
         p.path_order = vec!["port:wan9".into()];
         assert_eq!(field_of(policy(&p, &s)), "path_order[0]");
+        p.path_order = vec!["path:1".into(), "port:lan".into()];
+        assert_eq!(field_of(policy(&p, &s)), "path_order[1]");
         let mut p = voice();
         p.name = "a b".into();
         assert_eq!(field_of(policy(&p, &s)), "name");
