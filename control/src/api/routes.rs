@@ -1,5 +1,5 @@
 //! The HTTP routes: `/api/v1/*` (JSON), `/metrics`, `/healthz`, `/readyz`
-//! and the dashboard. Each route is registered through [`Table`], which
+//! and the dashboard. Each route is registered through `Table`, which
 //! also records its path, methods and access, so the OpenAPI test can
 //! compare the document with what the router really serves.
 //!
