@@ -15,6 +15,7 @@
 pub mod buf;
 pub mod dpdk;
 pub mod dpi;
+pub mod flowsample;
 pub mod forward;
 pub mod icmp_error;
 pub mod local;

@@ -11,15 +11,23 @@
 //! stays up and compliant.
 //!
 //! Per core, no locks: the flow table and engine belong to the worker.
+//!
+//! With [`AppPolicy::with_telemetry`], the policy also counts the flows the
+//! DPI decides per category and application and samples one packet in N
+//! each way for the control thread's top-flows report
+//! ([`crate::flowsample`]); without it, telemetry costs one branch per
+//! packet.
 
 use crate::dpi::capture::{self, LinkType};
 use crate::dpi::engine::{DpiEngine, FlowDpi, Inspection};
 use crate::dpi::flowtable::{FlowTable, FlowTableConfig};
 use crate::dpi::types::{AppId, Category};
+use crate::flowsample::{Direction, FlowSample, FlowSampler, PolicyTelemetry};
 use crate::qos::rule::FlowFields;
 use crate::qos::{ClassMap, QosClass};
 use crate::steer::{SteerReader, NO_PATH};
 use crate::wg::datapath::{Policy, PolicyDecision};
+use std::sync::Arc;
 
 /// What the policy keeps per flow: the DPI state and the flow's SLA path.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +67,14 @@ pub struct AppPolicy {
     pub decided: [u64; Category::ALL.len()],
     /// SLA policies and the selector's path choices (`[sla]`).
     steer: Option<SteerReader>,
+    telemetry: Option<Telemetry>,
+}
+
+/// The worker's end of the telemetry: the shared counters and ring, and
+/// its own sampling countdown.
+struct Telemetry {
+    shared: Arc<PolicyTelemetry>,
+    sampler: FlowSampler,
 }
 
 impl AppPolicy {
@@ -70,7 +86,22 @@ impl AppPolicy {
             app_port: Vec::new(),
             decided: [0; Category::ALL.len()],
             steer: None,
+            telemetry: None,
         }
+    }
+
+    /// Counts decided flows into `telemetry` and queues one packet sample
+    /// in `sample_every` (0: none) there, each way through the tunnel.
+    pub fn with_telemetry(
+        mut self,
+        telemetry: Arc<PolicyTelemetry>,
+        sample_every: u32,
+    ) -> AppPolicy {
+        self.telemetry = Some(Telemetry {
+            shared: telemetry,
+            sampler: FlowSampler::new(sample_every),
+        });
+        self
     }
 
     /// Steers the flows of SLA policies onto the paths the control
@@ -105,6 +136,7 @@ impl AppPolicy {
     fn inspect<'s>(
         dpi: &'s mut Option<FlowInspector>,
         decided: &mut [u64; Category::ALL.len()],
+        telemetry: Option<&Telemetry>,
         ip: &[u8],
         now: u64,
     ) -> Option<&'s mut PolicyFlow> {
@@ -118,9 +150,29 @@ impl AppPolicy {
             if let Inspection::Decided { class, .. } = dpi.engine.inspect(&mut flow.dpi, &view, now)
             {
                 decided[class.category as usize] += 1;
+                if let Some(t) = telemetry {
+                    t.shared.count_decided(class.category, class.app);
+                }
             }
         }
         Some(flow)
+    }
+
+    /// A packet out of the tunnel: the policy gave it no class, and the
+    /// flow's path is the one its packets into the tunnel remembered.
+    #[cold]
+    fn sample_from_tunnel(t: &Telemetry, flow: Option<&PolicyFlow>, inner: &[u8], peer: u32) {
+        let Some(f) = FlowFields::parse(inner) else {
+            return;
+        };
+        let mut s = FlowSample::new(&f, Direction::FromTunnel, inner.len(), t.sampler.every());
+        s.peer = peer;
+        if let Some(flow) = flow {
+            s.app = flow.dpi.class.app;
+            s.category = flow.dpi.class.category;
+            s.path = (flow.path != NO_PATH).then_some(flow.path);
+        }
+        t.shared.push_sample(s);
     }
 
     fn port_for(&self, category: Category, app: AppId) -> Option<u8> {
@@ -136,7 +188,13 @@ impl AppPolicy {
 impl Policy for AppPolicy {
     #[inline]
     fn decide(&mut self, inner: &[u8], peer: u32, flow: u64, now: u64) -> PolicyDecision {
-        let entry = Self::inspect(&mut self.dpi, &mut self.decided, inner, now);
+        let entry = Self::inspect(
+            &mut self.dpi,
+            &mut self.decided,
+            self.telemetry.as_ref(),
+            inner,
+            now,
+        );
         let (category, app) = entry
             .as_ref()
             .map_or((Category::Unknown, AppId::NONE), |f| {
@@ -154,16 +212,42 @@ impl Policy for AppPolicy {
             };
             table.steer(peer, policy, flow, memo)
         });
-        PolicyDecision {
+        let decision = PolicyDecision {
             path,
             port: self.port_for(category, app),
             class: class as u8,
+        };
+        if let Some(t) = self.telemetry.as_mut() {
+            if t.sampler.tick() {
+                if let Some(f) = fields.as_ref() {
+                    let mut s =
+                        FlowSample::new(f, Direction::ToTunnel, inner.len(), t.sampler.every());
+                    s.app = app;
+                    s.category = category;
+                    s.peer = peer;
+                    s.path = decision.path;
+                    s.class = Some(decision.class);
+                    t.shared.push_sample(s);
+                }
+            }
         }
+        decision
     }
 
     #[inline]
-    fn observe(&mut self, inner: &[u8], _peer: u32, now: u64) {
-        Self::inspect(&mut self.dpi, &mut self.decided, inner, now);
+    fn observe(&mut self, inner: &[u8], peer: u32, now: u64) {
+        let entry = Self::inspect(
+            &mut self.dpi,
+            &mut self.decided,
+            self.telemetry.as_ref(),
+            inner,
+            now,
+        );
+        if let Some(t) = self.telemetry.as_mut() {
+            if t.sampler.tick() {
+                Self::sample_from_tunnel(t, entry.as_deref(), inner, peer);
+            }
+        }
     }
 
     /// Ages out idle flows a few buckets per burst.
@@ -370,5 +454,153 @@ mod tests {
             assert!(QosClass::from_u8(d.class).is_some());
             p.observe(&junk, 0, 1);
         }
+    }
+
+    /// `p` with telemetry: a ring of `ring` samples, one in `every` packets.
+    fn with_telemetry(p: AppPolicy, every: u32, ring: usize) -> (AppPolicy, Arc<PolicyTelemetry>) {
+        let t = Arc::new(PolicyTelemetry::with_ring(
+            p.inspector().map(|i| &i.engine),
+            ring,
+        ));
+        (p.with_telemetry(Arc::clone(&t), every), t)
+    }
+
+    /// The packet the other way: addresses and ports swapped.
+    fn reversed(p: &[u8]) -> Vec<u8> {
+        let mut r = p.to_vec();
+        r[12..16].copy_from_slice(&p[16..20]);
+        r[16..20].copy_from_slice(&p[12..16]);
+        r[20..22].copy_from_slice(&p[22..24]);
+        r[22..24].copy_from_slice(&p[20..22]);
+        r
+    }
+
+    #[test]
+    fn telemetry_counts_a_decided_flow_by_category_and_application() {
+        let (mut p, t) = with_telemetry(policy(true), 0, 16);
+        let youtube = p.inspector().unwrap().engine.app_id("YouTube").unwrap();
+        let hello = tcp_packet(
+            40000,
+            443,
+            0,
+            &client_hello_record("www.youtube.com", &["h2"]),
+        );
+        p.decide(&hello, 0, 0, 1);
+        p.decide(&tcp_packet(40000, 443, 0, b"more"), 0, 0, 2);
+        p.observe(&reversed(&hello), 0, 3);
+        assert_eq!(t.decided_in(Category::Video), 1, "once per flow");
+        assert_eq!(t.decided_as(youtube), 1);
+        assert_eq!(t.app_name(youtube), Some("YouTube"));
+        let d = t.decided();
+        assert_eq!(d.by_category.iter().sum::<u64>(), 1);
+        assert_eq!(d.by_app.iter().sum::<u64>(), 1);
+        assert_eq!(p.decided[Category::Video as usize], 1);
+        assert_eq!(t.samples_taken(), 0, "sampling off");
+    }
+
+    #[test]
+    fn one_packet_in_n_into_the_tunnel_is_sampled_with_its_decision() {
+        let (mut p, t) = with_telemetry(policy(true), 4, 16);
+        let youtube = p.inspector().unwrap().engine.app_id("YouTube").unwrap();
+        let hello = tcp_packet(
+            40000,
+            443,
+            0,
+            &client_hello_record("www.youtube.com", &["h2"]),
+        );
+        p.decide(&hello, 7, 0, 1);
+        let data = tcp_packet(40000, 443, 0, b"\x17\x03\x03\x00\x05hello");
+        for now in 2..4 {
+            p.decide(&data, 7, 0, now);
+        }
+        assert_eq!(t.pop_sample(), None, "three packets: no sample yet");
+        p.decide(&data, 7, 0, 4);
+        let s = t.pop_sample().expect("the fourth packet is sampled");
+        assert_eq!(t.pop_sample(), None);
+        assert_eq!(s.direction, Direction::ToTunnel);
+        assert_eq!(s.src_addr(), std::net::IpAddr::from([10, 1, 0, 2]));
+        assert_eq!(s.dst_addr(), std::net::IpAddr::from([10, 2, 0, 2]));
+        assert_eq!((s.src_port, s.dst_port, s.proto), (40000, 443, 6));
+        assert_eq!((s.app, s.category), (youtube, Category::Video));
+        assert_eq!((s.peer, s.path), (7, None));
+        assert_eq!(s.class, Some(QosClass::Streaming as u8));
+        assert_eq!((s.bytes, s.packets), (data.len() as u32 * 4, 4));
+    }
+
+    #[test]
+    fn samples_from_the_tunnel_carry_the_flows_remembered_path() {
+        use crate::steer::{PathChoice, PolicyMatch, SteerPublisher, SteerTable, WeightedSet};
+        let table = SteerTable::new(
+            vec![PolicyMatch {
+                rules: vec![crate::qos::MatchRule::any(QosClass::RealTime)],
+                ..PolicyMatch::default()
+            }],
+            1,
+        );
+        let publisher = Arc::new(SteerPublisher::new(table));
+        let mut set = WeightedSet::EMPTY;
+        set.set(1, 255);
+        publisher
+            .table()
+            .publish(0, 0, PathChoice { set, keep: 0b10 });
+        let p = policy(true).with_steering(SteerReader::new(Arc::clone(&publisher)));
+        let (mut p, t) = with_telemetry(p, 1, 16);
+        let out = tcp_packet(40020, 443, 0, b"a");
+        assert_eq!(p.decide(&out, 0, 1, 1).path, Some(1));
+        assert_eq!(t.pop_sample().unwrap().path, Some(1));
+        let back = reversed(&out);
+        p.observe(&back, 0, 2);
+        let s = t.pop_sample().expect("every packet sampled");
+        assert_eq!(s.direction, Direction::FromTunnel);
+        assert_eq!((s.src_port, s.dst_port), (443, 40020));
+        assert_eq!((s.path, s.class, s.peer), (Some(1), None, 0));
+        assert_eq!((s.bytes, s.packets), (back.len() as u32, 1));
+        // Both directions add up to one flow, oriented into the tunnel.
+        let mut top = crate::flowsample::TopFlows::default();
+        top.add(&s, 0.0);
+        let (id, _) = top.top(1)[0];
+        assert_eq!((id.src_port, id.dst_port), (40020, 443));
+    }
+
+    #[test]
+    fn without_dpi_samples_carry_the_five_tuple_and_no_category() {
+        let (mut p, t) = with_telemetry(policy(false), 1, 16);
+        let pkt = tcp_packet(5000, 80, 0, b"x");
+        p.decide(&pkt, 3, 0, 1);
+        p.observe(&reversed(&pkt), 3, 1);
+        for direction in [Direction::ToTunnel, Direction::FromTunnel] {
+            let s = t.pop_sample().unwrap();
+            assert_eq!(s.direction, direction);
+            assert_eq!(
+                (s.category, s.app, s.peer),
+                (Category::Unknown, AppId::NONE, 3)
+            );
+            assert_eq!(s.proto, 6);
+        }
+        assert_eq!(t.app_slots(), 1);
+        assert_eq!(t.decided().by_category, [0; Category::ALL.len()]);
+    }
+
+    #[test]
+    fn a_full_sample_ring_counts_the_samples_it_drops() {
+        let (mut p, t) = with_telemetry(policy(true), 1, 2);
+        let pkt = tcp_packet(5000, 80, 0, b"x");
+        for now in 0..5 {
+            p.decide(&pkt, 0, 0, now);
+        }
+        assert_eq!((t.samples_taken(), t.samples_dropped()), (5, 3));
+    }
+
+    #[test]
+    fn garbage_is_neither_sampled_nor_counted() {
+        let (mut p, t) = with_telemetry(policy(true), 1, 16);
+        for len in 0..64 {
+            let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            let d = p.decide(&junk, 0, 0, 1);
+            assert!(QosClass::from_u8(d.class).is_some());
+            p.observe(&junk, 0, 1);
+        }
+        assert_eq!((t.samples_taken(), t.pop_sample()), (0, None));
+        assert_eq!(t.decided().by_category, [0; Category::ALL.len()]);
     }
 }
