@@ -386,6 +386,16 @@ impl<'a> BfdDriver<'a> {
         }
     }
 
+    /// The session watching path `path` of peer `peer`, if any.
+    pub fn peer_path_session(&self, peer: u32, path: u8) -> Option<&crate::bfd::session::Session> {
+        let id = self
+            .bindings
+            .iter()
+            .find(|(_, b)| b.watched == Watched::PeerPath { peer, path })
+            .map(|(id, _)| *id)?;
+        self.registry.session(id)
+    }
+
     /// Peer paths whose state changed since the last call.
     pub fn take_path_changes(&mut self) -> Vec<PathChange> {
         std::mem::take(&mut self.changes)

@@ -209,6 +209,7 @@ struct RawConfig {
     policy: crate::dpiconfig::PolicySection,
     qos: Option<crate::qosconfig::QosSection>,
     sla: Option<crate::slaconfig::SlaSection>,
+    api: Option<crate::api::ApiSection>,
 }
 
 /// How a port's device is attached.
@@ -271,6 +272,8 @@ pub struct Config {
     pub qos: Option<crate::qosconfig::QosConfig>,
     /// SLA probing and path selection (`[sla]`; off without the section).
     pub sla: Option<crate::slaconfig::SlaConfig>,
+    /// The management API (`[api]`; off without the section).
+    pub api: Option<crate::api::ApiConfig>,
 }
 
 fn default_true() -> bool {
@@ -630,6 +633,23 @@ impl Validator<'_> {
             }
         }
 
+        let api = match &raw.api {
+            None => None,
+            Some(section) => {
+                let mut api = section
+                    .validate()
+                    .map_err(|e| named((e.field, e.message)))?;
+                if section.listens_everywhere() {
+                    log::warn!(
+                        "api.listen {} is every address: the API should listen on the management address only",
+                        section.listen
+                    );
+                }
+                api.core = Some(control);
+                Some(api)
+            }
+        };
+
         Ok(Config {
             path: self.path.into(),
             hugepages: raw.eal.hugepages,
@@ -652,6 +672,7 @@ impl Validator<'_> {
             policy,
             qos,
             sla,
+            api,
         })
     }
 

@@ -182,6 +182,14 @@ impl<'a> ControlPlane<'a> {
         }
     }
 
+    /// Whether the data path uses path `path` of `peer`: no detector
+    /// (BFD, SLA probes) says it is down.
+    pub fn path_in_use(&self, peer: u32, path: u8) -> bool {
+        self.path_down
+            .get(&(peer, path))
+            .is_none_or(|f| !(f[0] || f[1]))
+    }
+
     /// How long until the SLA driver's next deadline.
     pub fn sla_deadline(&self) -> Option<std::time::Duration> {
         self.sla.as_ref().map(|s| s.next_deadline())

@@ -4,8 +4,10 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use patronus_control::api;
 use patronus_control::bfd;
 use patronus_control::sla;
+mod apisnap;
 mod bfdconfig;
 mod bfddriver;
 mod config;
@@ -55,6 +57,9 @@ enum Command {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..))]
         max_packets: Option<u8>,
     },
+    /// Read an API token (one line) from stdin and print its argon2id hash
+    /// for `[[api.token]] hash = ...`. The token is never echoed.
+    HashToken,
 }
 
 fn main() -> ExitCode {
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let path = match &cli.command {
         Command::Run { config } | Command::Check { config } => config,
+        Command::HashToken => return hash_token(),
         Command::Dpi { file, max_packets } => {
             return match dpi_cmd::run(file, *max_packets) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -82,7 +88,9 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Dpi { .. } => unreachable!("handled before the config is loaded"),
+        Command::Dpi { .. } | Command::HashToken => {
+            unreachable!("handled before the config is loaded")
+        }
         Command::Check { .. } => {
             println!("patronus: {} is valid", path.display());
             ExitCode::SUCCESS
@@ -95,4 +103,22 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// `patronus hash-token`: stdin's first line, without its line ending.
+fn hash_token() -> ExitCode {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("patronus hash-token: cannot read stdin: {e}");
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
+    let token = line.trim_end_matches(['\n', '\r']);
+    if token.len() < 16 {
+        eprintln!(
+            "patronus hash-token: a token needs at least 16 characters (e.g. `head -c 24 /dev/urandom | base64`)"
+        );
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
+    println!("{}", api::hash_token(token));
+    ExitCode::SUCCESS
 }

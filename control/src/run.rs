@@ -4,6 +4,8 @@
 //! buffers, then ports are stopped and closed (freeing the mbufs their
 //! queues hold), then the mempool is freed and EAL cleaned up.
 
+use crate::api::ApiState;
+use crate::apisnap::ApiLink;
 use crate::config::{Config, DeviceKind, PortRole};
 use crate::controlplane::ControlPlane;
 use crate::neighbors::{NeighborDriver, PortNeighbors};
@@ -11,6 +13,7 @@ use crate::wgconfig::WireguardConfig;
 use crate::wgdriver::{self, WgDriver, WgShared};
 use patronus_dataplane::dpdk::{self, DpdkError, Eal, EalMemory, Mempool, Port, PortConfig};
 use patronus_dataplane::dpi::engine::DpiEngine;
+use patronus_dataplane::flowsample::{FlowSampler, PolicyTelemetry};
 use patronus_dataplane::forward::{ForwardEntry, Forwarder};
 use patronus_dataplane::nexthop::{NeighborTables, NextHop, Resolver};
 use patronus_dataplane::policy::{self, AppPolicy};
@@ -266,6 +269,50 @@ pub fn run(config: &Config) -> Result<(), RunError> {
         .map(|(_, s)| ShareBalancer::new(Arc::clone(s), tsc_hz))
         .collect();
 
+    // The management API: its own thread, pinned to the control core; the
+    // control loop feeds it snapshots and applies its commands.
+    let api_handle = match &config.api {
+        Some(api_config) => {
+            let state = Arc::new(ApiState::new(env!("CARGO_PKG_VERSION")));
+            let handle =
+                crate::api::spawn(api_config.clone(), Arc::clone(&state)).map_err(|e| {
+                    RunError::Worker {
+                        core: config.control_core,
+                        why: format!("api: {e}"),
+                    }
+                })?;
+            log::info!(
+                "api: listening on {}{}",
+                handle.local_addr(),
+                if api_config.tls.is_some() {
+                    " (https)"
+                } else {
+                    ""
+                }
+            );
+            Some((handle, state))
+        }
+        None => None,
+    };
+    // Per worker, the DPI counters and flow samples the API reports.
+    let telemetry: Vec<Arc<PolicyTelemetry>> = match &api_handle {
+        Some(_) => {
+            let engine = config
+                .dpi
+                .as_ref()
+                .and_then(|d| DpiEngine::new(d.engine.clone()).ok());
+            config
+                .worker_cores
+                .iter()
+                .map(|_| Arc::new(PolicyTelemetry::new(engine.as_ref())))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let mut api_link = api_handle
+        .as_ref()
+        .map(|(_, state)| ApiLink::new(Arc::clone(state), config, tsc_hz, telemetry.clone()));
+
     let polling_since = Instant::now();
     std::thread::scope(|scope| {
         for (w, &core) in config.worker_cores.iter().enumerate() {
@@ -323,13 +370,14 @@ pub fn run(config: &Config) -> Result<(), RunError> {
                     if config.dpi.is_none() && config.qos.is_none() && config.sla.is_none() {
                         spawn_worker(scope, ctx, queues, processor, &rings, shapers);
                     } else {
-                        let app_policy = match worker_policy(config, tsc_hz, steer.as_ref()) {
-                            Ok(p) => p,
-                            Err(why) => {
-                                fail_startup(&failure, &stop, config.control_core, why);
-                                break;
-                            }
-                        };
+                        let app_policy =
+                            match worker_policy(config, tsc_hz, steer.as_ref(), telemetry.get(w)) {
+                                Ok(p) => p,
+                                Err(why) => {
+                                    fail_startup(&failure, &stop, config.control_core, why);
+                                    break;
+                                }
+                            };
                         let mut processor = processor.with_policy(app_policy);
                         let shaped: Vec<u8> = shapers.iter().map(|(p, _)| *p as u8).collect();
                         processor.set_qos(config.qos.as_ref().map(|q| q.dscp_out), &shaped);
@@ -349,9 +397,14 @@ pub fn run(config: &Config) -> Result<(), RunError> {
             QosControl {
                 balancers: &mut balancers,
                 counters: &qos_counters,
+                api: api_link.as_mut(),
             },
         );
     });
+    if let Some((handle, state)) = api_handle {
+        state.set_ready(false);
+        handle.shutdown();
+    }
 
     if let Some(err) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
         return Err(err);
@@ -509,6 +562,7 @@ fn worker_policy(
     config: &Config,
     tsc_hz: u64,
     steer: Option<&Arc<SteerPublisher>>,
+    telemetry: Option<&Arc<PolicyTelemetry>>,
 ) -> Result<AppPolicy, String> {
     let (inspector, apps) = match &config.dpi {
         Some(d) => {
@@ -560,6 +614,9 @@ fn worker_policy(
     }
     if let Some(steer) = steer {
         p = p.with_steering(SteerReader::new(Arc::clone(steer)));
+    }
+    if let Some(t) = telemetry {
+        p = p.with_telemetry(Arc::clone(t), FlowSampler::DEFAULT_EVERY);
     }
     Ok(p)
 }
@@ -750,6 +807,7 @@ fn control_loop(
     let QosControl {
         balancers,
         counters: qos_counters,
+        mut api,
     } = qos;
     let workers = config.worker_cores.len();
     let started = Instant::now();
@@ -779,6 +837,7 @@ fn control_loop(
         names.join(", ")
     );
 
+    let mut last_publish: Option<Instant> = None;
     let interval = Duration::from_secs(config.stats_interval_secs);
     let mut last = counters
         .iter()
@@ -810,6 +869,17 @@ fn control_loop(
             ),
         }
         control.poll_bfd();
+        if let Some(api) = api.as_deref_mut() {
+            api.poll_commands(control);
+            if last_publish.is_none_or(|t| t.elapsed() >= crate::apisnap::PUBLISH_EVERY) {
+                last_publish = Some(Instant::now());
+                api.publish(ports, counters, control, qos_counters);
+                // Ready: every worker polls (we are past the wait above) and
+                // every port's link is up.
+                api.state
+                    .set_ready(ports.iter().all(|p| p.link().is_ok_and(|l| l.up)));
+            }
+        }
         if !balancers.is_empty() && last_rebalance.elapsed() >= rebalance_every {
             last_rebalance = Instant::now();
             let now = dpdk::tsc();
@@ -851,12 +921,13 @@ fn control_loop(
     log::info!("stop requested: workers stop rx, flush tx and exit");
 }
 
-/// The control thread's part of QoS: the share balancers it runs and the
-/// schedulers' counters it prints.
+/// The control thread's part of QoS (the share balancers it runs and the
+/// schedulers' counters it prints and reports) and its link to the API.
 struct QosControl<'a> {
     balancers: &'a mut [ShareBalancer],
     /// (worker, port, counters) per scheduler.
     counters: &'a [(usize, usize, Arc<QosCounters>)],
+    api: Option<&'a mut ApiLink<'a>>,
 }
 
 /// Per shaped port and worker, per class: sent, dropped, queued, delay.

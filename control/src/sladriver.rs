@@ -46,6 +46,13 @@ pub const UPDATE_EVERY_NS: u64 = 100_000_000;
 /// treated at best, and queues do not skew them.
 const DSCP_CS6: u8 = 48;
 
+/// A probed path as the API shows it.
+pub struct PathReport {
+    pub metrics: PathMetrics,
+    /// Per class name: whether the path counts as compliant.
+    pub compliant: Vec<(String, bool)>,
+}
+
 /// One path to probe.
 #[derive(Debug, Clone)]
 pub struct SlaPathSpec {
@@ -557,6 +564,152 @@ impl<'a> SlaDriver<'a> {
                 table.publish(peer.spec_peer, policy, choice);
             }
         }
+    }
+
+    /// The SLA classes in force.
+    pub fn classes(&self) -> &[SlaClass] {
+        &self.classes
+    }
+
+    /// The policies in force, in match order.
+    pub fn policies(&self) -> &[PolicySpec] {
+        &self.policies
+    }
+
+    /// Adds or replaces a class by name; policies follow at once.
+    pub fn set_class(&mut self, class: SlaClass) -> Result<(), String> {
+        let mut classes = self.classes.clone();
+        crate::slaconfig::upsert_class(&mut classes, class);
+        self.reconfigure(classes, self.policies.clone())
+    }
+
+    /// Removes a class no policy uses.
+    pub fn remove_class(&mut self, name: &str) -> Result<(), String> {
+        if let Some(p) = self.policies.iter().find(|p| p.sla == name) {
+            return Err(format!("SLA class {name:?} is used by policy {:?}", p.name));
+        }
+        let mut classes = self.classes.clone();
+        let before = classes.len();
+        classes.retain(|c| &*c.name != name);
+        if classes.len() == before {
+            return Err(format!("no SLA class is named {name:?}"));
+        }
+        self.reconfigure(classes, self.policies.clone())
+    }
+
+    /// Replaces a policy by name in place, or appends it (matched last).
+    pub fn set_policy(&mut self, policy: PolicySpec) -> Result<(), String> {
+        let mut policies = self.policies.clone();
+        let full = policies.len() >= crate::slaconfig::MAX_POLICIES;
+        match policies.iter_mut().find(|p| p.name == policy.name) {
+            Some(slot) => *slot = policy,
+            None if full => {
+                return Err(format!(
+                    "at most {} policies",
+                    crate::slaconfig::MAX_POLICIES
+                ))
+            }
+            None => policies.push(policy),
+        }
+        self.reconfigure(self.classes.clone(), policies)
+    }
+
+    pub fn remove_policy(&mut self, name: &str) -> Result<(), String> {
+        let mut policies = self.policies.clone();
+        let before = policies.len();
+        policies.retain(|p| &*p.name != name);
+        if policies.len() == before {
+            return Err(format!("no policy is named {name:?}"));
+        }
+        self.reconfigure(self.classes.clone(), policies)
+    }
+
+    /// New classes and policies without a restart: every selector is
+    /// rebuilt (its standings start over, as at start), the workers take
+    /// the new policy list between bursts, and the new choices are
+    /// published from the current estimates at once. Flows stay on their
+    /// path where the new choice keeps it.
+    fn reconfigure(
+        &mut self,
+        classes: Vec<SlaClass>,
+        policies: Vec<PolicySpec>,
+    ) -> Result<(), String> {
+        let mut selectors = Vec::with_capacity(self.peers.len());
+        for peer in &self.peers {
+            selectors.push(
+                Selector::new(
+                    peer.spec_peer,
+                    *peer.selector.config(),
+                    classes.clone(),
+                    policies.clone(),
+                )
+                .map_err(|e| e.to_string())?,
+            );
+        }
+        let peers = self.steer.table().peers();
+        self.steer.replace(steering_table(&policies, peers));
+        for (peer, selector) in self.peers.iter_mut().zip(selectors) {
+            peer.selector = selector;
+            peer.published = vec![None; policies.len()];
+        }
+        self.classes = classes;
+        self.policies = policies;
+        let now = self.now_ns();
+        for p in 0..self.peers.len() {
+            self.update_peer(p, now);
+        }
+        log::info!(
+            "sla: now {} classes and {} policies ({})",
+            self.classes.len(),
+            self.policies.len(),
+            self.policies
+                .iter()
+                .map(|p| &*p.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(())
+    }
+
+    /// What the API shows of path `path` of `peer`: liveness, the window's
+    /// figures and compliance per class; None if the path is not probed.
+    pub fn path_report(&mut self, peer: u32, path: u8) -> Option<PathReport> {
+        let now = self.now_ns();
+        let p = self.peers.iter().position(|p| p.spec_peer == peer)?;
+        let &index = self.peers[p].paths.get(usize::from(path))?;
+        let metrics = self.paths[index].estimator.metrics(now);
+        let compliant = self
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(c, class)| {
+                (
+                    class.name.to_string(),
+                    self.peers[p].selector.is_compliant(c, path),
+                )
+            })
+            .collect();
+        Some(PathReport { metrics, compliant })
+    }
+
+    /// Policy moves of `peer` so far (forced or not, the initial choice
+    /// excluded).
+    pub fn failovers(&self, peer: u32) -> u64 {
+        self.peers
+            .iter()
+            .find(|p| p.spec_peer == peer)
+            .map_or(0, |p| {
+                let c = p.selector.counters();
+                c.switches + c.forced_switches
+            })
+    }
+
+    /// The peer's name by WireGuard peer index, for events.
+    pub fn peer_name(&self, peer: u32) -> Option<&str> {
+        self.peers
+            .iter()
+            .find(|p| p.spec_peer == peer)
+            .map(|p| p.name.as_str())
     }
 
     /// One line per probed path: liveness, RTT, jitter, loss, samples.

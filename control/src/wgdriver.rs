@@ -145,6 +145,16 @@ impl<'a> WgDriver<'a> {
         }
     }
 
+    /// The WireGuard device (handshake state), for the API.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The peers' activity counters, for the API.
+    pub fn shared(&self) -> &WgShared {
+        self.shared
+    }
+
     /// A random mask for local indexes, drawn once per boot.
     pub fn random_index_mask() -> u32 {
         OsRng.next_u32()

@@ -88,7 +88,7 @@ pub struct Peer {
     pub latest_handshake_unix: Option<f64>,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
-    /// Indices of this peer's paths (see `GET /api/v1/paths`).
+    /// The numbers of this peer's paths, 1 first (see `GET /api/v1/paths`).
     pub paths: Vec<u8>,
     /// Times a policy of this peer moved its traffic off a path that went
     /// down or broke its SLA class.
@@ -100,7 +100,8 @@ pub struct Peer {
 pub struct Path {
     /// The peer's name.
     pub peer: String,
-    /// Path index within the peer.
+    /// The path's number within the peer, 1 first (as in the config and
+    /// the logs).
     pub index: u8,
     /// Our WAN port.
     pub port: String,

@@ -114,10 +114,11 @@ fn rule(i: usize, r: &Rule) -> Result<(), Invalid> {
 
 fn path_ref(text: &str, snap: &Snapshot) -> Result<(), &'static str> {
     match text.split_once(':') {
-        Some(("path", n)) => n
-            .parse::<u8>()
-            .map(|_| ())
-            .map_err(|_| "path:N needs N in 0-255"),
+        // Paths count from 1, as in the config file and the logs.
+        Some(("path", n)) => match n.parse::<u8>() {
+            Ok(1..=8) => Ok(()),
+            _ => Err("path:N needs N from 1 to 8 (path 1 is the peer's endpoint path)"),
+        },
         Some(("port", name)) => {
             // An empty snapshot (daemon not publishing yet) cannot say.
             if snap.ports.is_empty() || snap.ports.iter().any(|p| p.name == name && p.role == "wan")

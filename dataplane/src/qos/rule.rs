@@ -84,6 +84,13 @@ pub struct IpPrefix {
     len: u8,
 }
 
+impl core::fmt::Display for IpPrefix {
+    /// `addr/len`, as [`IpPrefix::parse`] reads it.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
 impl IpPrefix {
     /// None if `len` is longer than the address.
     pub fn new(addr: IpAddr, len: u8) -> Option<IpPrefix> {

@@ -9,7 +9,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 const VOICE2: &str = r#"{"name":"voice2","sla_class":"voice","categories":["VoIP"],
-    "rules":[{"protocol":"udp","dst_ports":"5060-5061","dscp":46}],"path_order":["path:0","port:wan2"],"mode":"spread"}"#;
+    "rules":[{"protocol":"udp","dst_ports":"5060-5061","dscp":46}],"path_order":["path:1","port:wan2"],"mode":"spread"}"#;
 
 #[tokio::test]
 async fn health_is_public_and_ready_follows_the_flag() {
