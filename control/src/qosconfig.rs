@@ -92,11 +92,12 @@ pub struct QosRuleSection {
     pub src_ports: Option<String>,
     pub dst_ports: Option<String>,
     pub dscp: Option<toml::Value>,
-    pub class: String,
+    /// Needed in `[[qos.rules]]`; SLA policies' rules take none.
+    pub class: Option<String>,
 }
 
 impl QosRuleSection {
-    fn fields(&self) -> RuleFields<'_> {
+    pub fn fields(&self) -> RuleFields<'_> {
         RuleFields {
             protocol: self.protocol.as_deref(),
             src: self.src.as_deref(),
@@ -371,7 +372,10 @@ pub fn validate(
     }
     for (i, r) in section.rules.iter().enumerate() {
         let field = |f: &str| format!("qos.rules[{i}].{f}");
-        let rule = match_rule(&field, &r.fields(), class(field("class"), &r.class)?)?;
+        let Some(name) = &r.class else {
+            return Err((field("class"), "a QoS rule needs a class".to_string()));
+        };
+        let rule = match_rule(&field, &r.fields(), class(field("class"), name)?)?;
         map.rules.push(rule);
     }
     let mut app_classes = Vec::new();

@@ -185,24 +185,26 @@ pub fn run(config: &Config) -> Result<(), RunError> {
     let neighbors =
         NeighborDriver::new(neighbor_ports, Arc::clone(&neighbor_tables), &rings, &pool);
     let mut control = ControlPlane::new(&rings, wg_driver, neighbors);
-    let bfd_specs = crate::bfddriver::session_specs(config);
-    if !bfd_specs.is_empty() {
-        let macs = ports
-            .iter()
-            .map(|p| p.mac_addr().map(Address))
-            .collect::<Result<Vec<_>, _>>()?;
+    // BFD and SLA send their own UDP through worker 0's inject ring.
+    let macs = ports
+        .iter()
+        .map(|p| p.mac_addr().map(Address))
+        .collect::<Result<Vec<_>, _>>()?;
+    let injector = || {
         let resolver = forwarder
             .resolver()
             .expect("the daemon's forwarder resolves next hops")
             .clone();
+        crate::inject::UdpInjector::new(macs.clone(), resolver, &rings, &pool)
+    };
+    let bfd_specs = crate::bfddriver::session_specs(config);
+    if !bfd_specs.is_empty() {
         control.bfd = Some(
-            crate::bfddriver::BfdDriver::new(
-                bfd_specs,
-                crate::inject::UdpInjector::new(macs, resolver, &rings, &pool),
-            )
-            .map_err(|why| RunError::Worker {
-                core: config.control_core,
-                why,
+            crate::bfddriver::BfdDriver::new(bfd_specs, injector()).map_err(|why| {
+                RunError::Worker {
+                    core: config.control_core,
+                    why,
+                }
             })?,
         );
     }
@@ -218,14 +220,6 @@ pub fn run(config: &Config) -> Result<(), RunError> {
     if let (Some(sla), Some(wg), Some(shared), Some(steer)) =
         (&config.sla, &config.wireguard, &wg_shared, &steer)
     {
-        let macs = ports
-            .iter()
-            .map(|p| p.mac_addr().map(Address))
-            .collect::<Result<Vec<_>, _>>()?;
-        let resolver = forwarder
-            .resolver()
-            .expect("the daemon's forwarder resolves next hops")
-            .clone();
         let local_id = crate::sladriver::node_id(wg.private_key.public_key().as_bytes());
         control.sla = Some(
             crate::sladriver::SlaDriver::new(
@@ -233,7 +227,7 @@ pub fn run(config: &Config) -> Result<(), RunError> {
                 local_id,
                 wg.peers.len(),
                 sla_peer_specs(config, wg),
-                crate::inject::UdpInjector::new(macs, resolver, &rings, &pool),
+                injector(),
                 &shared.activity,
                 Arc::clone(steer),
             )

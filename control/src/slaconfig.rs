@@ -23,7 +23,7 @@
 //! ```
 
 use crate::config::PortConfig;
-use crate::qosconfig::{match_rule, RuleFields};
+use crate::qosconfig::{match_rule, QosRuleSection, RuleFields};
 use crate::sla::probe::{ProbeKey, ProbeKeys, MAX_KEY_LEN, MAX_RATE_PER_SEC, MIN_KEY_LEN};
 use crate::sla::select::{Mode, PathRef, PolicyMatch, PolicySpec, SelectorConfig, SlaClass};
 use base64::Engine as _;
@@ -76,21 +76,10 @@ pub struct SlaPolicySection {
     #[serde(default)]
     pub apps: Vec<String>,
     #[serde(default)]
-    pub rules: Vec<SlaRuleSection>,
+    pub rules: Vec<QosRuleSection>,
     #[serde(default)]
     pub paths: Vec<toml::Value>,
     pub mode: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlaRuleSection {
-    pub protocol: Option<String>,
-    pub src: Option<String>,
-    pub dst: Option<String>,
-    pub src_ports: Option<String>,
-    pub dst_ports: Option<String>,
-    pub dscp: Option<toml::Value>,
 }
 
 /// The default probe-only detection time: five probe intervals, and at
@@ -296,19 +285,6 @@ pub fn policy(
     })
 }
 
-impl SlaRuleSection {
-    fn fields(&self) -> RuleFields<'_> {
-        RuleFields {
-            protocol: self.protocol.as_deref(),
-            src: self.src.as_deref(),
-            dst: self.dst.as_deref(),
-            src_ports: self.src_ports.as_deref(),
-            dst_ports: self.dst_ports.as_deref(),
-            dscp: self.dscp.as_ref(),
-        }
-    }
-}
-
 /// Errors name the field.
 pub fn validate(s: &SlaSection, ports: &[PortConfig]) -> Result<SlaConfig, (String, String)> {
     let key_id = s.key_id.unwrap_or(1);
@@ -400,11 +376,18 @@ pub fn validate(s: &SlaSection, ports: &[PortConfig]) -> Result<SlaConfig, (Stri
                 }
             });
         }
+        if let Some(j) = p.rules.iter().position(|r| r.class.is_some()) {
+            return Err((
+                format!("{f}.rules[{j}].class"),
+                "an SLA policy's rules take no QoS class (the policy's class is its SLA class)"
+                    .into(),
+            ));
+        }
         let input = PolicyInput {
             name: &p.name,
             class: &p.class,
             categories: &p.categories,
-            rules: p.rules.iter().map(SlaRuleSection::fields).collect(),
+            rules: p.rules.iter().map(QosRuleSection::fields).collect(),
             paths,
             mode: p.mode.as_deref(),
         };

@@ -16,7 +16,7 @@
 //! (splitmix64 of `flow ^ (index + 1) · φ`), and `w / -ln(u)` grows with
 //! `u`: with equal weights this picks the same path as the data path does.
 
-use crate::wg::datapath::MAX_PATHS;
+use crate::wg::datapath::{mix, MAX_PATHS};
 
 /// A set of a peer's paths with weights: 0 is "not in the set". Weights are
 /// relative; the selector scales them to sum to about 255.
@@ -92,16 +92,6 @@ impl WeightedSet {
             weights: bits.to_le_bytes(),
         }
     }
-}
-
-/// The splitmix64 finaliser the data path spreads flows with.
-#[inline]
-fn mix(mut x: u64) -> u64 {
-    x ^= x >> 30;
-    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x ^= x >> 27;
-    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 /// The path of `set` that carries the flow with hash `flow`; None if the

@@ -305,9 +305,10 @@ impl Default for PathSlot {
     }
 }
 
-/// A 64-bit finaliser (splitmix64): spreads flow hashes over paths.
+/// A 64-bit finaliser (splitmix64): spreads flow hashes over paths (here
+/// and in the SLA's weighted sets, [`crate::steer::hrw`]).
 #[inline(always)]
-fn mix(mut x: u64) -> u64 {
+pub(crate) fn mix(mut x: u64) -> u64 {
     x ^= x >> 30;
     x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x ^= x >> 27;
