@@ -394,7 +394,7 @@ impl<'c> ApiLink<'c> {
                     peer: p.name.clone(),
                     index: path + 1,
                     port: self.config.ports[pc.port].name.clone(),
-                    local: pc.local_ip.to_string(),
+                    local: format!("{}:{}", pc.local_ip, wgc.listen_port),
                     remote: pc.endpoint.to_string(),
                     up,
                     bfd,

@@ -200,11 +200,11 @@ pub struct Loss {
 #[serde(deny_unknown_fields)]
 pub struct SlaClass {
     /// 1–64 characters of `A-Z a-z 0-9 _ . -`.
-    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,32}$")]
     pub name: String,
     /// Limit on the p95 round-trip time.
     #[serde(default)]
-    #[schema(minimum = 0.0, maximum = 3600000.0)]
+    #[schema(minimum = 0.0, maximum = 60000.0)]
     pub max_latency_ms: Option<f64>,
     /// Limit on packet loss, 0–100.
     #[serde(default)]
@@ -212,7 +212,7 @@ pub struct SlaClass {
     pub max_loss_pct: Option<f64>,
     /// Limit on the RFC 3550 interarrival jitter.
     #[serde(default)]
-    #[schema(minimum = 0.0, maximum = 3600000.0)]
+    #[schema(minimum = 0.0, maximum = 60000.0)]
     pub max_jitter_ms: Option<f64>,
 }
 
@@ -257,7 +257,7 @@ pub struct Rule {
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// 1–64 characters of `A-Z a-z 0-9 _ . -`.
-    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,32}$")]
     pub name: String,
     /// An existing SLA class's name.
     pub sla_class: String,

@@ -23,22 +23,27 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> Invalid {
 }
 
 /// Names end up in URLs, the config file, log lines and metric labels:
-/// keep them short and plain.
+/// keep them short and plain. The same rule as the config file's
+/// (`slaconfig`), so what the API accepts the daemon takes.
 pub fn name(field: &str, name: &str) -> Result<(), Invalid> {
-    if name.is_empty() || name.len() > 64 {
-        return Err(invalid(field, "must be 1 to 64 characters"));
+    if name.is_empty() || name.len() > 32 {
+        return Err(invalid(field, "must be 1 to 32 characters"));
     }
     if !name
         .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
     {
         return Err(invalid(
             field,
-            "may contain only letters, digits, '_', '.' and '-'",
+            "may contain only letters, digits, '_' and '-'",
         ));
     }
     Ok(())
 }
+
+/// The largest latency or jitter limit a class may set, ms (the config
+/// file's bound too).
+pub const MAX_DELAY_LIMIT_MS: f64 = 60_000.0;
 
 fn limit(field: &str, value: Option<f64>, max: Option<f64>) -> Result<(), Invalid> {
     let Some(v) = value else { return Ok(()) };
@@ -55,9 +60,17 @@ fn limit(field: &str, value: Option<f64>, max: Option<f64>) -> Result<(), Invali
 
 pub fn sla_class(class: &SlaClass) -> Result<(), Invalid> {
     name("name", &class.name)?;
-    limit("max_latency_ms", class.max_latency_ms, Some(3_600_000.0))?;
+    limit(
+        "max_latency_ms",
+        class.max_latency_ms,
+        Some(MAX_DELAY_LIMIT_MS),
+    )?;
     limit("max_loss_pct", class.max_loss_pct, Some(100.0))?;
-    limit("max_jitter_ms", class.max_jitter_ms, Some(3_600_000.0))?;
+    limit(
+        "max_jitter_ms",
+        class.max_jitter_ms,
+        Some(MAX_DELAY_LIMIT_MS),
+    )?;
     Ok(())
 }
 
