@@ -199,7 +199,7 @@ pub struct Loss {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SlaClass {
-    /// 1–64 characters of `A-Z a-z 0-9 _ . -`.
+    /// 1–32 characters of `A-Z a-z 0-9 _ -`.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,32}$")]
     pub name: String,
     /// Limit on the p95 round-trip time.
@@ -256,7 +256,7 @@ pub struct Rule {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
-    /// 1–64 characters of `A-Z a-z 0-9 _ . -`.
+    /// 1–32 characters of `A-Z a-z 0-9 _ -`.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,32}$")]
     pub name: String,
     /// An existing SLA class's name.
