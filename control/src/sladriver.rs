@@ -521,6 +521,8 @@ impl<'a> SlaDriver<'a> {
                 .map_or(f64::NAN, |j| j / 1000.0),
             loss_pct: m.and_then(|m| m.loss_pct()).unwrap_or(f64::NAN),
             samples: m.map_or(0, |m| (m.received + m.lost) as u32),
+            resolved_total: p.sender.counters().rx_ok + p.sender.counters().lost,
+            lost_total: p.sender.counters().lost,
             capacity_bps: p.spec.capacity_bps,
         }
     }

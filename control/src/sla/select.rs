@@ -16,11 +16,16 @@
 //!
 //! - **unproven** at start: nothing is known yet;
 //! - **violated** as soon as one metric exceeds its limit (an
-//!   [`SlaEvent::Violation`], with the value and the limit);
+//!   [`SlaEvent::Violation`], with the value and the limit); for loss,
+//!   only with evidence: the Wilson lower bound (99.9 %) of the window's
+//!   loss must be above the limit, because at 10 probes a second one lost
+//!   probe is already 1 % of a 10 s window;
 //! - **compliant** once every limited metric has stayed at or below
 //!   `limit × (1 − recover_margin)` (default 10 %) for `recover_hold`
-//!   (default 10 s) without a break: from violated this raises an
-//!   [`SlaEvent::Recovery`]; from unproven it is silent.
+//!   (default 10 s) without a break, and the Wilson upper bound (99 %) of
+//!   the loss since then is below that level too (a 1 % limit takes about
+//!   a minute of clean probes at 10 a second, 6 s at 100): from violated
+//!   this raises an [`SlaEvent::Recovery`]; from unproven it is silent.
 //!
 //! The gap between the limit and the recovery level, and the recovery hold,
 //! are the debounce: a metric jittering around its limit (1 % random loss
@@ -55,7 +60,7 @@
 //!   down, or it broke a hard limit while a compliant path exists. With
 //!   10 ms BFD (detection 30 ms) failover is detection plus one update;
 //!   with probe-only detection, the estimator's loss-of-probes time.
-//! - Better score (same tier and order): the challenger must beat the
+//! - Better score (same order, both compliant): the challenger must beat the
 //!   incumbent's score by `margin` (10 %) and by at least `margin_abs`
 //!   (0.02), continuously for `hold` (2 s); any update on which it does not
 //!   restarts the hold.
@@ -69,9 +74,11 @@
 //! - Cooldown: no non-forced move within `cooldown` (10 s) of the policy's
 //!   last move; a challenger that has served its hold waits for it.
 //! - Degraded: with no compliant path the policy keeps its path while it is
-//!   up (moving among degraded paths follows the same hold, margin and
-//!   cooldown) and raises [`SlaEvent::Degraded`] when it loses its last
-//!   compliant path. A policy starts degraded (all paths unproven) without
+//!   up. It moves only to a better tier (off a violated path to one not
+//!   yet judged, after `hold`), never by score or order among paths that
+//!   all miss the class: their differences are mostly noise, and moving
+//!   would only move the damage around. It raises [`SlaEvent::Degraded`]
+//!   when it loses its last compliant path. A policy starts degraded (all paths unproven) without
 //!   an event. With no path up it has no path.
 //!
 //! Existing flows stay on their path unless it goes down or stops being
@@ -128,6 +135,11 @@ pub struct PathQuality {
     pub loss_pct: f64,
     /// Probes the window's figures rest on.
     pub samples: u32,
+    /// Probes resolved (answered or declared lost) since the path's probing
+    /// began, and of those lost: cumulative, for the loss evidence of a
+    /// recovery, which may span more than one window.
+    pub resolved_total: u64,
+    pub lost_total: u64,
     /// The path's capacity, for spreading; 0 if unknown.
     pub capacity_bps: u64,
 }
@@ -206,6 +218,15 @@ pub struct SelectorConfig {
     pub recover_margin: f64,
     pub recover_hold_ns: u64,
     pub min_samples: u32,
+    /// One-sided normal quantiles of the loss evidence: a loss limit is
+    /// broken only when the Wilson lower bound of the window's loss at
+    /// `loss_z_break` (3.09: 99.9 %) is above it, and met again (recovery,
+    /// or first proof) only when the Wilson upper bound of the loss since
+    /// the path came clean at `loss_z_meet` (2.326: 99 %) is below
+    /// `limit × (1 − recover_margin)`. Breaking needs the stronger
+    /// evidence: it moves traffic at once.
+    pub loss_z_break: f64,
+    pub loss_z_meet: f64,
 }
 
 impl Default for SelectorConfig {
@@ -220,6 +241,8 @@ impl Default for SelectorConfig {
             recover_margin: 0.10,
             recover_hold_ns: 10 * NS_PER_S,
             min_samples: 5,
+            loss_z_break: 3.09,
+            loss_z_meet: 2.326,
         }
     }
 }
@@ -305,6 +328,25 @@ struct PathVerdict {
     standing: Standing,
     /// Since when every metric has been within the recovery level.
     clean_since: Option<u64>,
+    /// The path's cumulative (resolved, lost) probes at `clean_since`.
+    clean_base: (u64, u64),
+}
+
+/// The Wilson score interval's bounds for `k` losses in `n` probes at
+/// one-sided quantile `z` (E. B. Wilson, 1927): unlike the normal
+/// approximation it stays inside [0, 1] and is sound for the few losses a
+/// probe window holds. With no probes, [0, 1].
+pub fn wilson_bounds(k: u64, n: u64, z: f64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let n = n as f64;
+    let p = (k as f64 / n).min(1.0);
+    let z2 = z * z;
+    let denom = 1.0 + z2 / n;
+    let centre = (p + z2 / (2.0 * n)) / denom;
+    let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
+    ((centre - half).max(0.0), (centre + half).min(1.0))
 }
 
 /// A path as one policy ranks it.
@@ -377,6 +419,8 @@ impl Selector {
         if !valid_fraction(cfg.margin, true)
             || !valid_fraction(cfg.margin_abs, false)
             || !valid_fraction(cfg.recover_margin, true)
+            || !valid_fraction(cfg.loss_z_break, false)
+            || !valid_fraction(cfg.loss_z_meet, false)
         {
             return Err(ConfigError::InvalidParameter("margin"));
         }
@@ -550,13 +594,22 @@ impl Selector {
             // No evidence: the standing holds, continuity is lost.
             v.clean_since = None;
         } else {
-            // The worst break, by how far past its limit it is.
+            // The worst break, by how far past its limit it is. Loss must
+            // break its limit with evidence: at 10 probes a second one lost
+            // probe is 1 % of a 10 s window, so the point estimate alone
+            // would break a 1 % limit on noise.
+            let (z_break, z_meet) = (self.cfg.loss_z_break, self.cfg.loss_z_meet);
             let breach = Metric::ALL
                 .into_iter()
                 .filter_map(|m| {
                     let limit = class.limit(m)?;
                     let value = q.value(m);
-                    (value > limit).then_some((m, value, limit))
+                    let evident = m != Metric::Loss || {
+                        let n = u64::from(q.samples);
+                        let k = (value / 100.0 * n as f64).round() as u64;
+                        wilson_bounds(k, n, z_break).0 * 100.0 > limit
+                    };
+                    (value > limit && evident).then_some((m, value, limit))
                 })
                 .max_by(|a, b| (a.1 / a.2).total_cmp(&(b.1 / b.2)));
             let clean = Metric::ALL.into_iter().all(|m| {
@@ -581,8 +634,21 @@ impl Selector {
                 }
             } else if v.standing != Standing::Compliant {
                 if clean {
-                    let since = *v.clean_since.get_or_insert(now);
-                    if now.saturating_sub(since) >= self.cfg.recover_hold_ns {
+                    if v.clean_since.is_none() {
+                        v.clean_since = Some(now);
+                        v.clean_base = (q.resolved_total, q.lost_total);
+                    }
+                    let since = v.clean_since.unwrap_or(now);
+                    // The loss since the path came clean must be below the
+                    // recovery level with evidence, however long that
+                    // takes at this probe rate (a 1 % limit at 10 probes a
+                    // second: about a minute of clean probes).
+                    let loss_proven = class.limit(Metric::Loss).is_none_or(|l| {
+                        let n = q.resolved_total.saturating_sub(v.clean_base.0);
+                        let k = q.lost_total.saturating_sub(v.clean_base.1);
+                        wilson_bounds(k, n, z_meet).1 * 100.0 <= l * (1.0 - self.cfg.recover_margin)
+                    });
+                    if now.saturating_sub(since) >= self.cfg.recover_hold_ns && loss_proven {
                         if v.standing == Standing::Violated {
                             self.counters.recoveries += 1;
                             event = Some(SlaEvent::Recovery {
@@ -777,9 +843,16 @@ impl Selector {
                         SwitchReason::Better
                     };
                     Some((self.cfg.hold_ns, reason))
-                } else if best.order < c.order {
+                } else if best.order < c.order && best.tier == TIER_COMPLIANT {
+                    // Back to a preferred path only when it meets the
+                    // class: between paths that both break it (or are both
+                    // unproven), moving back and forth by order would be
+                    // flapping on noise.
                     Some((self.cfg.failback_delay_ns, SwitchReason::Failback))
-                } else if self.beats(best.score, c.score) {
+                } else if best.tier == TIER_COMPLIANT && self.beats(best.score, c.score) {
+                    // By score only among paths that meet the class: when
+                    // none does, their scores differ mostly by noise, and
+                    // moving would only move the damage around.
                     Some((self.cfg.hold_ns, SwitchReason::Better))
                 } else {
                     None
