@@ -64,8 +64,11 @@
 //!   incumbent's score by `margin` (10 %) and by at least `margin_abs`
 //!   (0.02), continuously for `hold` (2 s); any update on which it does not
 //!   restarts the hold.
-//! - Better tier (e.g. a compliant path while the incumbent is unproven or
-//!   both only degrade): `hold`.
+//! - Better tier, off a violated incumbent only (to a path not yet judged;
+//!   to a compliant one it is a forced move): `hold`. An unproven
+//!   incumbent is not known to be bad, so a path that proves itself first
+//!   does not take the traffic from it (at start that would be a move and,
+//!   once the preferred path proves itself too, a failback: a flap).
 //! - Failback, a path earlier in `path_order` (typically the preferred path
 //!   recovering): it must stay the best, hence up and compliant,
 //!   continuously for `failback_delay` (30 s); falling out cancels it. After
@@ -836,7 +839,12 @@ impl Selector {
                 );
             }
             Some(c) => {
-                let challenge = if best.tier < c.tier {
+                // An incumbent not yet judged (unproven) is not known to
+                // be bad: leaving it for a path that happened to prove
+                // itself first, and coming back when the preferred one
+                // proves itself too, is the start-up flap. Tier moves are
+                // off violated paths only.
+                let challenge = if best.tier < c.tier && c.tier == TIER_VIOLATED {
                     let reason = if best.tier == TIER_COMPLIANT {
                         SwitchReason::Compliant
                     } else {
@@ -849,7 +857,10 @@ impl Selector {
                     // unproven), moving back and forth by order would be
                     // flapping on noise.
                     Some((self.cfg.failback_delay_ns, SwitchReason::Failback))
-                } else if best.tier == TIER_COMPLIANT && self.beats(best.score, c.score) {
+                } else if best.tier == TIER_COMPLIANT
+                    && c.tier == TIER_COMPLIANT
+                    && self.beats(best.score, c.score)
+                {
                     // By score only among paths that meet the class: when
                     // none does, their scores differ mostly by noise, and
                     // moving would only move the damage around.

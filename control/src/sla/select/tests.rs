@@ -788,6 +788,42 @@ fn one_percent_loss_probe_by_probe_never_brings_a_policy_back_in_two_minutes() {
 }
 
 #[test]
+fn paths_proving_themselves_in_any_order_at_start_do_not_move_a_policy() {
+    // The lab's other flap: bulk (10 % loss limit) over two 1 % paths.
+    // Whichever path proves compliant first, the policy stays on its
+    // preferred path, which proves itself soon after.
+    let mut moved = 0;
+    for seed in 0..300u64 {
+        let mut sel = selector(vec![
+            policy("bulk", "bulk", &[0, 1], Mode::BestPath),
+            voice(&[0, 1]),
+        ]);
+        let mut rng = Rng(0x5851_f42d_4c95_7f2d ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
+        let mut paths = [ProbedPath::new(0.01), ProbedPath::new(0.01)];
+        let mut t = 0;
+        while t < 120 * S {
+            let qs = [paths[0].probe(&mut rng), paths[1].probe(&mut rng)];
+            sel.update(t, &qs);
+            t += STEP;
+        }
+        let ev = drain(&mut sel);
+        let bulk_moves = ev
+            .iter()
+            .filter(|e| {
+                matches!(e, SlaEvent::Switch { policy, reason, .. }
+                    if &**policy == "bulk" && *reason != SwitchReason::Initial)
+            })
+            .count();
+        moved += bulk_moves;
+        assert!(sel.is_compliant(
+            sel.classes.iter().position(|c| &*c.name == "bulk").unwrap(),
+            0
+        ));
+    }
+    assert_eq!(moved, 0, "bulk moved {moved} times over 300 runs");
+}
+
+#[test]
 fn three_percent_loss_at_ten_probes_a_second_is_still_left() {
     // The evidence rule must not hide a real breach at the default rate:
     // a 3 % path is left for a clean one within a minute (the clean one
