@@ -845,12 +845,8 @@ impl Selector {
                 // proves itself too, is the start-up flap. Tier moves are
                 // off violated paths only.
                 let challenge = if best.tier < c.tier && c.tier == TIER_VIOLATED {
-                    let reason = if best.tier == TIER_COMPLIANT {
-                        SwitchReason::Compliant
-                    } else {
-                        SwitchReason::Better
-                    };
-                    Some((self.cfg.hold_ns, reason))
+                    // (A compliant challenger was a forced move above.)
+                    Some((self.cfg.hold_ns, SwitchReason::HardLimit))
                 } else if best.order < c.order && best.tier == TIER_COMPLIANT {
                     // Back to a preferred path only when it meets the
                     // class: between paths that both break it (or are both

@@ -86,7 +86,8 @@ pub enum SwitchReason {
     Initial,
     /// The path went down (BFD or probes): moved at once.
     Down,
-    /// The path broke a hard limit of the class: moved at once.
+    /// The path broke a hard limit of the class: moved at once to a
+    /// compliant path, or after the hold to one not yet judged.
     HardLimit,
     /// A better-scoring path won by the margin for the hold time.
     Better,
