@@ -158,25 +158,25 @@ impl Demo {
         match n % 4 {
             0 => Event::new(
                 "sla_violation",
-                "path berlin/1 broke voice: loss 2.40% > 1.00%",
+                "path berlin/2 broke voice: loss 2.40% > 1.00%",
             )
             .peer("berlin")
-            .path(1)
+            .path(2)
             .field("class", "voice")
             .field("metric", "loss")
             .field("value", "2.4")
             .field("limit", "1"),
             1 => Event::new(
                 "path_switch",
-                "policy voice on berlin: path 1 -> path 0 (hard-limit)",
+                "policy voice on berlin: path 2 -> path 1 (hard-limit)",
             )
             .peer("berlin")
-            .path(0)
+            .path(1)
             .policy("voice")
             .field("reason", "hard-limit"),
-            2 => Event::new("sla_recovery", "path berlin/1 meets voice again")
+            2 => Event::new("sla_recovery", "path berlin/2 meets voice again")
                 .peer("berlin")
-                .path(1)
+                .path(2)
                 .field("class", "voice"),
             _ => Event::new("bfd", "path paris/1 BFD up")
                 .peer("paris")
@@ -255,7 +255,8 @@ impl Demo {
                 let share = if index == 0 { 0.75 } else { 0.25 };
                 paths.push(Path {
                     peer: s.name.into(),
-                    index: index as u8,
+                    // Numbered from 1, as the daemon numbers paths.
+                    index: index as u8 + 1,
                     port: port.into(),
                     local: if index == 0 {
                         "192.0.2.1:51820"
@@ -324,7 +325,7 @@ impl Demo {
                 app: Some((*app).into()),
                 category: (*category).into(),
                 peer: Some(SITES[i % 3].name.into()),
-                path: Some(0),
+                path: Some(1),
                 qos_class: if *category == "VoIP" {
                     "realtime"
                 } else {

@@ -58,17 +58,17 @@ fn values_are_in_base_units() {
     let p = snap
         .paths
         .iter()
-        .find(|p| p.peer == "berlin" && p.index == 1)
+        .find(|p| p.peer == "berlin" && p.index == 2)
         .unwrap();
     let sla = p.sla.as_ref().unwrap();
     let rtt = value(
         &text,
-        r#"patronus_path_rtt_seconds{path="1",peer="berlin",port="wan2",stat="p95"}"#,
+        r#"patronus_path_rtt_seconds{path="2",peer="berlin",port="wan2",stat="p95"}"#,
     );
     assert!((rtt - sla.rtt_ms.p95 / 1e3).abs() < 1e-9);
     let loss = value(
         &text,
-        r#"patronus_path_loss_ratio{direction="round_trip",path="1",peer="berlin",port="wan2"}"#,
+        r#"patronus_path_loss_ratio{direction="round_trip",path="2",peer="berlin",port="wan2"}"#,
     );
     assert!((loss - sla.loss_pct.round_trip / 100.0).abs() < 1e-9);
     let wan1 = snap.ports.iter().find(|p| p.name == "wan1").unwrap();
@@ -83,14 +83,14 @@ fn values_are_in_base_units() {
     assert_eq!(
         value(
             &text,
-            r#"patronus_path_bfd_state{path="0",peer="paris",port="wan1"}"#
+            r#"patronus_path_bfd_state{path="1",peer="paris",port="wan1"}"#
         ),
         3.0
     );
     assert_eq!(
         value(
             &text,
-            r#"patronus_path_sla_compliant{class="bulk",path="0",peer="paris",port="wan1"}"#
+            r#"patronus_path_sla_compliant{class="bulk",path="1",peer="paris",port="wan1"}"#
         ),
         1.0
     );
