@@ -114,7 +114,7 @@ impl<'c> ApiLink<'c> {
         &mut self,
         ports: &[Port],
         counters: &[WorkerCounters],
-        control: &mut ControlPlane<'_>,
+        control: &ControlPlane<'_>,
         qos: &[(usize, usize, Arc<QosCounters>)],
     ) {
         self.forward_events(control);
@@ -127,7 +127,7 @@ impl<'c> ApiLink<'c> {
         let dpi = self.dpi();
         let snapshot = Snapshot {
             cores: self.cores(counters),
-            ports: self.ports(ports, counters),
+            ports: self.ports(ports),
             peers: self.peers(control),
             paths: self.paths(control),
             flows,
@@ -256,8 +256,7 @@ impl<'c> ApiLink<'c> {
         }
     }
 
-    fn ports(&self, ports: &[Port], counters: &[WorkerCounters]) -> Vec<model::Port> {
-        let _ = counters;
+    fn ports(&self, ports: &[Port]) -> Vec<model::Port> {
         ports
             .iter()
             .zip(&self.config.ports)
@@ -327,7 +326,7 @@ impl<'c> ApiLink<'c> {
             .collect()
     }
 
-    fn paths(&self, control: &mut ControlPlane<'_>) -> Vec<model::Path> {
+    fn paths(&self, control: &ControlPlane<'_>) -> Vec<model::Path> {
         let Some(wgc) = &self.config.wireguard else {
             return Vec::new();
         };
@@ -346,7 +345,7 @@ impl<'c> ApiLink<'c> {
                         multiplier: self.config.bfd.multiplier,
                     })
                 });
-                let report = control.sla.as_mut().and_then(|s| s.path_report(peer, path));
+                let report = control.sla.as_ref().and_then(|s| s.path_report(peer, path));
                 let sla = report.as_ref().map(|r| {
                     let m = &r.metrics;
                     let rtt = m.rtt.unwrap_or(crate::sla::estimator::DelayStats {

@@ -17,7 +17,10 @@
 //! - **Events**: violations, recoveries, switches and degraded states are
 //!   logged with their measurements and kept in an [`EventRing`].
 
-use crate::bfd::frame::parse_udp;
+// Probes carry DSCP CS6 (network control), as BFD does, so a shaped or
+// congested port treats them as well as it treats anything, and queues
+// do not skew them.
+use crate::bfd::frame::{parse_udp, DSCP_CS6};
 use crate::inject::{UdpHeaders, UdpInjector};
 use crate::sla::estimator::{EstimatorConfig, PassiveDelta, PathEstimator, PathMetrics};
 use crate::sla::probe::{
@@ -41,10 +44,6 @@ use std::time::{Instant, SystemTime};
 /// How often the selectors see fresh estimates. Liveness changes do not
 /// wait for it.
 pub const UPDATE_EVERY_NS: u64 = 100_000_000;
-/// Probes carry DSCP CS6 (network control), as BFD does, so a shaped or
-/// congested port treats them like the traffic they speak for would be
-/// treated at best, and queues do not skew them.
-const DSCP_CS6: u8 = 48;
 
 /// A probed path as the API shows it.
 pub struct PathReport {
@@ -119,8 +118,6 @@ struct PeerState {
     reflector: Reflector,
     selector: Selector,
     published: Vec<Option<PathChoice>>,
-    /// Moves of any policy (forced or not), for the API's failover count.
-    switches: u64,
 }
 
 /// A path's liveness changed: for the WireGuard driver (combined with BFD
@@ -262,7 +259,6 @@ impl<'a> SlaDriver<'a> {
                 reflector,
                 selector,
                 published: vec![None; policies],
-                switches: 0,
             });
         }
         Ok(driver)
@@ -450,23 +446,20 @@ impl<'a> SlaDriver<'a> {
                 self.liveness_changed(i, now);
             }
         }
-        let selector_due = self
-            .peers
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.selector.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(i, _)| i)
-            .collect::<Vec<_>>();
-        if now >= self.next_update_ns {
+        let refresh = now >= self.next_update_ns;
+        if refresh {
             self.next_update_ns = now + UPDATE_EVERY_NS;
             for i in 0..self.paths.len() {
                 self.refresh_metrics(i, now);
             }
-            for p in 0..self.peers.len() {
-                self.update_peer(p, now);
-            }
-        } else {
-            for p in selector_due {
+        }
+        for p in 0..self.peers.len() {
+            if refresh
+                || self.peers[p]
+                    .selector
+                    .poll_timeout()
+                    .is_some_and(|t| t <= now)
+            {
                 self.update_peer(p, now);
             }
         }
@@ -536,9 +529,6 @@ impl<'a> SlaDriver<'a> {
         let peer = &mut self.peers[p];
         peer.selector.update(now, &qualities[..n]);
         while let Some(event) = peer.selector.poll_event() {
-            if matches!(event, SlaEvent::Switch { .. }) {
-                peer.switches += 1;
-            }
             match &event {
                 SlaEvent::Violation { .. } | SlaEvent::Degraded { .. } => {
                     log::warn!("sla: {}: {event}", peer.name)
@@ -673,13 +663,16 @@ impl<'a> SlaDriver<'a> {
         Ok(())
     }
 
-    /// What the API shows of path `path` of `peer`: liveness, the window's
-    /// figures and compliance per class; None if the path is not probed.
-    pub fn path_report(&mut self, peer: u32, path: u8) -> Option<PathReport> {
-        let now = self.now_ns();
+    /// What the API shows of path `path` of `peer`: the window's figures
+    /// and compliance per class; None if the path is not probed or not
+    /// estimated yet.
+    pub fn path_report(&self, peer: u32, path: u8) -> Option<PathReport> {
         let p = self.peers.iter().position(|p| p.spec_peer == peer)?;
         let &index = self.peers[p].paths.get(usize::from(path))?;
-        let metrics = self.paths[index].estimator.metrics(now);
+        // The estimate of the last refresh (at most 100 ms old): merging
+        // the window's histograms again for every snapshot would double
+        // the estimators' cost for nothing.
+        let metrics = self.paths[index].metrics?;
         let compliant = self
             .classes
             .iter()
@@ -720,7 +713,12 @@ impl<'a> SlaDriver<'a> {
         let mut out = Vec::new();
         for i in 0..self.paths.len() {
             let p = &mut self.paths[i];
-            let m = p.estimator.metrics(now);
+            // The last refresh's estimate (≤ 100 ms old), as the selector
+            // saw it.
+            let m = match p.metrics {
+                Some(m) => m,
+                None => p.estimator.metrics(now),
+            };
             let c = p.sender.counters();
             let state = match (p.liveness, p.bfd_down) {
                 (_, true) => "down (bfd)",

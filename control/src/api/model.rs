@@ -270,7 +270,8 @@ pub struct Policy {
     #[serde(default)]
     pub rules: Vec<Rule>,
     /// Preferred paths, most preferred first: `path:N` (a peer's path
-    /// index) or `port:NAME` (every path out of that WAN port).
+    /// number, 1 first, as in the config) or `port:NAME` (every path out of
+    /// that WAN port).
     #[serde(default)]
     pub path_order: Vec<String>,
     #[serde(default)]
