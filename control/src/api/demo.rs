@@ -70,6 +70,10 @@ pub struct Demo {
     /// "daemon" holds it.
     config: Snapshot,
     events_sent: u64,
+    /// Whether `step` reports readiness (ready half a second after start,
+    /// as a node whose ports come up). Tests that own readiness turn it
+    /// off, so the demo never overwrites what they set.
+    manages_readiness: bool,
 }
 
 impl Default for Demo {
@@ -126,7 +130,14 @@ impl Demo {
             started: Instant::now(),
             config,
             events_sent: 0,
+            manages_readiness: true,
         }
+    }
+
+    /// Leaves readiness to the caller.
+    pub fn without_readiness(mut self) -> Demo {
+        self.manages_readiness = false;
+        self
     }
 
     /// Seconds since start.
@@ -146,7 +157,9 @@ impl Demo {
         }
         let t = self.elapsed();
         api.publish(self.snapshot(t));
-        api.set_ready(t >= 0.5);
+        if self.manages_readiness {
+            api.set_ready(t >= 0.5);
+        }
         // One event every 4 s.
         while (self.events_sent as f64) * 4.0 <= t {
             api.push_event(self.event(self.events_sent));
