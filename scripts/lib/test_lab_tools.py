@@ -506,6 +506,41 @@ class StreamEndToEnd(unittest.TestCase):
         self.assertEqual((got["duplicates"], got["invalid"]), (0, 0))
         self.assertGreaterEqual(got["latency_min_ms"], 0.0)
 
+    def test_what_is_queued_at_the_stop_is_still_counted(self):
+        # A receiver descheduled when SIGTERM comes (SIGSTOP here) still
+        # reads the packets already in its socket buffer.
+        with tempfile.TemporaryDirectory() as tmp:
+            report = os.path.join(tmp, "recv.json")
+            tool = os.path.join(HERE, "udpstream.py")
+            recv = subprocess.Popen(
+                [sys.executable, tool, "recv", "--bind", "127.0.0.1:0", "--report", report],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                m = re.match(r"udpstream: ready on 127\.0\.0\.1:(\d+)", recv.stderr.readline())
+                self.assertIsNotNone(m)
+                recv.send_signal(signal.SIGSTOP)
+                send = subprocess.run(
+                    [sys.executable, tool, "send", "--dst", f"127.0.0.1:{m.group(1)}", "--interval-us", "1000",
+                     "--duration", "0.05", "--size", "64"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                )
+                self.assertEqual(send.returncode, 0, send.stderr)
+                recv.send_signal(signal.SIGTERM)
+                recv.send_signal(signal.SIGCONT)
+                recv.communicate(timeout=5)
+            finally:
+                if recv.poll() is None:
+                    recv.kill()
+                    recv.wait()
+            with open(report) as f:
+                got = json.load(f)
+        self.assertEqual((got["received"], got["first_seq"], got["last_seq"], got["lost"]), (50, 0, 49, 0))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -22,7 +22,9 @@ namespaces share that clock) the receiver gets true one-way latencies.
 The receiver prints "udpstream: ready on IP:PORT" to stderr once bound (so a
 script can wait for it, and learn the port when it asked for port 0), runs
 until SIGTERM/SIGINT or --idle-exit seconds of silence after the first
-packet, and writes its JSON report to PATH (via PATH.tmp and a rename) and
+packet, then reads what is already queued on its socket (a receiver that
+was descheduled at the stop would otherwise lose the stream's tail), and
+writes its JSON report to PATH (via PATH.tmp and a rename) and
 to stdout. The receiver cannot see losses after the last packet it got; the
 sender's `attempted` count closes that hole.
 
@@ -47,6 +49,7 @@ SPIN_NS = 300_000  # sleep until this close to a deadline, then spin: sleep() ov
 RCVBUF = 4 << 20  # a receiver descheduled for a while must not lose what is queued
 MAX_SPAN = 1 << 26  # sequence numbers tracked at once (one byte each, grown on demand)
 LOSS_RUN = re.compile(rb"\x00+")
+DRAIN_NS = 1_000_000_000  # at most this long reading what is queued at the stop
 
 
 # ---------------------------------------------------------------- arguments
@@ -374,6 +377,15 @@ def run_recv(args):
     stats = StreamStats()
     buf = bytearray(65536)
     clock = time.monotonic_ns
+
+    def take(n):
+        now = clock()
+        if n < HEADER.size or buf[:4] != MAGIC:
+            stats.invalid += 1
+            return
+        _, seq, sent = HEADER.unpack_from(buf)
+        stats.add(seq, sent, now)
+
     while not stop.requested:
         try:
             n = sock.recv_into(buf)
@@ -383,12 +395,20 @@ def run_recv(args):
             continue
         except OSError:
             continue  # e.g. an ICMP error queued on the socket: not data
-        now = clock()
-        if n < HEADER.size or buf[:4] != MAGIC:
-            stats.invalid += 1
+        take(n)
+    # What is already queued arrived before the stop: a receiver that was
+    # descheduled when SIGTERM came would otherwise report the stream's
+    # last packets as lost.
+    sock.setblocking(False)
+    drain_until = clock() + DRAIN_NS
+    while clock() < drain_until:
+        try:
+            n = sock.recv_into(buf)
+        except BlockingIOError:
+            break
+        except OSError:
             continue
-        _, seq, sent = HEADER.unpack_from(buf)
-        stats.add(seq, sent, now)
+        take(n)
 
     report = stats.report()
     report["bind"] = f"{bound[0]}:{bound[1]}"
