@@ -442,6 +442,71 @@ class StreamReportMath(unittest.TestCase):
         log.on_send(1_000_000, 1_600_000, True)
         log.on_send(2_000_000, 2_000_000, False)
         self.assertEqual((log.sent, log.attempted, log.send_errors, log.late_sends, log.worst_late_ns), (2, 3, 1, 1, 600_000))
+        # 10 µs -> 1.6 ms -> 2.0 ms: the largest pause is after seq 0.
+        self.assertEqual((log.largest_pause_ns, log.largest_pause_after_seq), (1_590_000, 0))
+
+
+class StreamFiles(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+
+    def path(self, name):
+        return os.path.join(self.tmp.name, name)
+
+    def write(self, name, data):
+        mode = "wb" if isinstance(data, bytes) else "w"
+        with open(self.path(name), mode) as f:
+            f.write(data)
+        return self.path(name)
+
+    def test_send_times_are_little_endian_u64_and_read_back(self):
+        times = [5_000_000_000 + i * 1_000_000 for i in range(10)] + [2**63 + 1]
+        udpstream.write_send_times(self.path("t"), times)
+        with open(self.path("t"), "rb") as f:
+            raw = f.read()
+        self.assertEqual(len(raw), 8 * len(times))
+        self.assertEqual(struct.unpack("<Q", raw[8:16])[0], 5_001_000_000)
+        self.assertEqual(list(udpstream.read_send_times(self.path("t"))), times)
+        self.assertFalse(os.path.exists(self.path("t.tmp")))
+
+    def test_unusable_send_times_are_refused(self):
+        for data, message in (
+            (b"", "empty"),
+            (bytes(12), "not a whole number"),
+            (struct.pack("<3Q", 5, 7, 6), "backwards at sequence 2"),
+            (b'{"first_seq": 0}\n', "not a whole number"),
+        ):
+            with self.assertRaisesRegex(ValueError, message):
+                udpstream.read_send_times(self.write("t", data))
+
+    def test_seen_document_lists_the_missing_runs(self):
+        s = udpstream.StreamStats()
+        for seq in [3, 4, 6, 7, 8, 12, 5]:  # 5 late: reordered, not missing
+            s.add(seq, 0, 0)
+        doc = udpstream.seen_document(s.base, s.top, s.seen)
+        self.assertEqual(doc, {"first_seq": 3, "last_seq": 12, "missing": [[9, 11]]})
+        self.assertEqual(udpstream.read_seen(self.write("s", json.dumps(doc))), (3, 12, [(9, 11)]))
+        empty = udpstream.StreamStats()
+        doc = udpstream.seen_document(empty.base, empty.top, empty.seen)
+        self.assertEqual(udpstream.read_seen(self.write("s", json.dumps(doc))), (None, None, []))
+
+    def test_unusable_seen_files_are_refused(self):
+        for doc, message in (
+            ([], "not a udpstream --seen file"),
+            ({"first_seq": 0, "last_seq": 9}, "not a udpstream --seen file"),
+            ({"first_seq": 5, "last_seq": 2, "missing": []}, "not a range"),
+            ({"first_seq": -1, "last_seq": 2, "missing": []}, "not a range"),
+            ({"first_seq": 0, "last_seq": 9, "missing": [[3]]}, "not \\[first, last\\]"),
+            ({"first_seq": 0, "last_seq": 9, "missing": [[5, 6], [2, 3]]}, "out of order"),
+            ({"first_seq": 0, "last_seq": 9, "missing": [[5, 9]]}, "outside 0-9"),
+            ({"first_seq": 0, "last_seq": 9, "missing": [[0, 1]]}, "outside 0-9"),
+            ({"first_seq": None, "last_seq": None, "missing": [[1, 2]]}, "without any"),
+        ):
+            with self.assertRaisesRegex(ValueError, message, msg=doc):
+                udpstream.read_seen(self.write("s", json.dumps(doc)))
+        with self.assertRaises(ValueError):
+            udpstream.read_seen(self.write("s", "{not json"))
 
 
 class StreamArguments(unittest.TestCase):
@@ -469,9 +534,11 @@ class StreamEndToEnd(unittest.TestCase):
     def test_loopback_stream_loses_nothing(self):
         with tempfile.TemporaryDirectory() as tmp:
             report = os.path.join(tmp, "recv.json")
+            times_path, seen_path = os.path.join(tmp, "send.times"), os.path.join(tmp, "seen.json")
             tool = os.path.join(HERE, "udpstream.py")
             recv = subprocess.Popen(
-                [sys.executable, tool, "recv", "--bind", "127.0.0.1:0", "--report", report, "--idle-exit", "3"],
+                [sys.executable, tool, "recv", "--bind", "127.0.0.1:0", "--report", report, "--idle-exit", "3",
+                 "--seen", seen_path],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -481,7 +548,8 @@ class StreamEndToEnd(unittest.TestCase):
                 m = re.match(r"udpstream: ready on 127\.0\.0\.1:(\d+)", ready)
                 self.assertIsNotNone(m, ready)
                 send = subprocess.run(
-                    [sys.executable, tool, "send", "--dst", f"127.0.0.1:{m.group(1)}", "--interval-us", "1000", "--duration", "0.3"],
+                    [sys.executable, tool, "send", "--dst", f"127.0.0.1:{m.group(1)}", "--interval-us", "1000", "--duration", "0.3",
+                     "--times", times_path],
                     capture_output=True,
                     text=True,
                     timeout=10,
@@ -499,6 +567,14 @@ class StreamEndToEnd(unittest.TestCase):
             with open(report) as f:
                 got = json.load(f)
             self.assertEqual(json.loads(out), got)
+            times = udpstream.read_send_times(times_path)
+            seen = udpstream.read_seen(seen_path)
+        self.assertEqual(len(times), 300)
+        self.assertEqual(seen, (0, 299, []))
+        # A 1 ms schedule over 0.3 s: the last send is due 299 ms after the
+        # first was due (the first may have left a little after it).
+        self.assertGreaterEqual(times[-1] - times[0], 298_000_000)
+        self.assertAlmostEqual(sent["largest_pause_ms"], max(b - a for a, b in zip(times, times[1:])) / 1e6, places=5)
         self.assertEqual(sent["sent"], 300)
         self.assertEqual(sent["send_errors"], 0)
         self.assertEqual(set(sent) >= {"sent", "interval_us", "duration_s", "late_sends", "worst_late_ms"}, True)

@@ -2,36 +2,50 @@
 """udpstream: a steady, numbered UDP stream, for measuring failover outages.
 
 A failover test needs to know how long traffic really stopped, not how long
-the nodes think it did. A sender that puts one numbered datagram on the wire
-every interval turns that into counting: each missing sequence number is one
-interval without service, so the longest run of missing numbers times the
-interval is the outage, and the longest gap between arrivals says the same
-in time.
+the nodes think it did. A sender puts one numbered datagram on the wire
+every interval and records when it sent each one; the receiver records
+which numbers arrived. A run of missing numbers is then an outage whose
+length is read off the sender's clock (scripts/lib/sla_check.py failover):
+from the send time of the first lost packet to that of the first packet
+delivered after it. Counting the missing numbers and multiplying by the
+interval is only right while the sender keeps its schedule: on a loaded
+machine it stalls (and sends nothing while the path may already be back)
+and then catches up in a burst (N packets sent in far less than N
+intervals), so the count is wrong both ways.
 
-  udpstream.py send --dst IP:PORT --interval-us N --duration S [--size B] [--src IP]
-  udpstream.py recv --bind IP:PORT --report PATH [--idle-exit S]
+  udpstream.py send --dst IP:PORT --interval-us N --duration S [--size B] [--src IP] [--times PATH]
+  udpstream.py recv --bind IP:PORT --report PATH [--idle-exit S] [--seen PATH]
 
 The sender keeps an absolute schedule (packet i is due at start + i*interval)
 so one late wake-up does not shift every later packet; whatever it finds
-overdue it sends at once, and it reports how many sends were late, since a
-late burst looks like a gap at the receiver without any loss. Each payload
-carries a magic, a 64-bit sequence number and the 64-bit CLOCK_MONOTONIC
-send time in ns; with sender and receiver on the same host (network
-namespaces share that clock) the receiver gets true one-way latencies.
+overdue it sends at once, and it reports how many sends were late and its
+largest pause between two sends. Each payload carries a magic, a 64-bit
+sequence number and the 64-bit CLOCK_MONOTONIC send time in ns; with sender
+and receiver on the same host (network namespaces share that clock) the
+receiver gets true one-way latencies. With --times the sender writes, when
+it is done, the same send time of every sequence number it spent, from 0
+in order, as little-endian unsigned 64-bit ns (8 bytes a packet, no
+header; via PATH.tmp and a rename). A send that failed (no route while a
+path is down) is in it at its time: the number was spent and is lost.
 
 The receiver prints "udpstream: ready on IP:PORT" to stderr once bound (so a
 script can wait for it, and learn the port when it asked for port 0), runs
 until SIGTERM/SIGINT or --idle-exit seconds of silence after the first
 packet, then reads what is already queued on its socket (a receiver that
 was descheduled at the stop would otherwise lose the stream's tail), and
-writes its JSON report to PATH (via PATH.tmp and a rename) and
-to stdout. The receiver cannot see losses after the last packet it got; the
-sender's `attempted` count closes that hole.
+writes its JSON report to PATH (via PATH.tmp and a rename) and to stdout.
+With --seen it also writes which numbers arrived, as JSON
+{"first_seq": F, "last_seq": L, "missing": [[a, b], ...]}: every number
+from F to L arrived except the inclusive runs a..b (F and L null when
+nothing did). The receiver cannot see losses before the first or after
+the last packet it got; the sender's `attempted` count and --times close
+that hole.
 
 Python stdlib only.
 """
 
 import argparse
+import array
 import ipaddress
 import json
 import os
@@ -118,11 +132,11 @@ def family_of(ip):
     return socket.AF_INET6 if ":" in ip else socket.AF_INET
 
 
-def write_json_atomic(path, obj):
+def write_json_atomic(path, obj, indent=1):
     """A reader polling for PATH sees either nothing or the whole report."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
+        json.dump(obj, f, indent=indent)
         f.write("\n")
     os.replace(tmp, path)
 
@@ -138,6 +152,86 @@ class Stop:
 
     def _set(self, *_):
         self.requested = True
+
+
+# ------------------------------------------------------------- file formats
+
+
+def write_send_times(path, times):
+    """--times: the send time of every sequence number from 0 on, in order,
+    as little-endian u64 CLOCK_MONOTONIC ns (8 bytes a packet, no header)."""
+    data = array.array("Q", times)
+    if sys.byteorder != "little":
+        data.byteswap()
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        data.tofile(f)
+    os.replace(tmp, path)
+
+
+def read_send_times(path):
+    """The --times file as an array of ints; ValueError says what is wrong
+    with it (OSError if it cannot be read)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if not raw:
+        raise ValueError("it is empty (the sender sent nothing)")
+    if len(raw) % 8:
+        raise ValueError(f"{len(raw)} bytes is not a whole number of 8-byte send times")
+    times = array.array("Q")
+    times.frombytes(raw)
+    if sys.byteorder != "little":
+        times.byteswap()
+    for seq in range(1, len(times)):
+        if times[seq] < times[seq - 1]:
+            raise ValueError(f"send times go backwards at sequence {seq}: not a udpstream --times file")
+    return times
+
+
+def seen_document(base, top, seen):
+    """--seen: which sequence numbers arrived, as the range from the lowest
+    to the highest one seen and the runs missing inside it (inclusive)."""
+    if base is None:
+        return {"first_seq": None, "last_seq": None, "missing": []}
+    window = bytes(seen[: top - base + 1])
+    return {
+        "first_seq": base,
+        "last_seq": top,
+        "missing": [[base + m.start(), base + m.end() - 1] for m in LOSS_RUN.finditer(window)],
+    }
+
+
+def read_seen(path):
+    """The --seen file as (first_seq, last_seq, [(first, last) missing]);
+    first_seq is None when nothing arrived. ValueError says what is wrong."""
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    if not isinstance(doc, dict) or not {"first_seq", "last_seq", "missing"} <= set(doc):
+        raise ValueError("not a udpstream --seen file (wants first_seq, last_seq, missing)")
+    first, last, missing = doc["first_seq"], doc["last_seq"], doc["missing"]
+
+    def whole(x):
+        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+    if first is None and last is None:
+        if missing:
+            raise ValueError("missing runs without any sequence number seen")
+        return None, None, []
+    if not (whole(first) and whole(last) and first <= last):
+        raise ValueError(f"first_seq {first!r} and last_seq {last!r} are not a range of sequence numbers")
+    if not isinstance(missing, list):
+        raise ValueError("missing is not a list")
+    runs = []
+    after = first  # the next run must start beyond this
+    for run in missing:
+        if not (isinstance(run, list) and len(run) == 2 and whole(run[0]) and whole(run[1])):
+            raise ValueError(f"missing run {run!r} is not [first, last]")
+        a, b = run
+        if not after < a <= b < last:
+            raise ValueError(f"missing run {run!r} is out of order or outside {first}-{last}")
+        runs.append((a, b))
+        after = b + 1
+    return first, last, runs
 
 
 # ------------------------------------------------------------------- sender
@@ -159,8 +253,15 @@ class SendLog:
         self.send_errors = 0
         self.late_sends = 0
         self.worst_late_ns = 0
+        self.last_at_ns = None
+        self.largest_pause_ns = 0  # longest time between two consecutive sends
+        self.largest_pause_after_seq = None
 
     def on_send(self, due_ns, at_ns, ok):
+        if self.last_at_ns is not None and at_ns - self.last_at_ns > self.largest_pause_ns:
+            self.largest_pause_ns = at_ns - self.last_at_ns
+            self.largest_pause_after_seq = self.attempted - 1
+        self.last_at_ns = at_ns
         self.attempted += 1
         if ok:
             self.sent += 1
@@ -187,6 +288,7 @@ def run_send(args):
         return 2
     stop = Stop()
     log = SendLog(interval_ns)
+    times = array.array("Q") if args.times else None
     buf = bytearray(args.size)
     clock = time.monotonic_ns
     start = clock()
@@ -209,7 +311,16 @@ def run_send(args):
             # number is spent and shows as lost at the receiver.
             ok = False
         log.on_send(due, at, ok)
+        if times is not None:
+            times.append(at)
     elapsed = (clock() - start) / 1e9
+    status = 0
+    if times is not None:
+        try:
+            write_send_times(args.times, times)
+        except OSError as e:
+            print(f"udpstream: cannot write send times to '{args.times}': {e}", file=sys.stderr)
+            status = 1
     print(
         json.dumps(
             {
@@ -222,12 +333,14 @@ def run_send(args):
                 "elapsed_s": round(elapsed, 6),
                 "late_sends": log.late_sends,
                 "worst_late_ms": round(log.worst_late_ns / 1e6, 6),
+                "largest_pause_ms": round(log.largest_pause_ns / 1e6, 6),
+                "largest_pause_after_seq": log.largest_pause_after_seq,
                 "stopped_early": log.attempted < count,
             }
         ),
         flush=True,
     )
-    return 0
+    return status
 
 
 # ----------------------------------------------------------------- receiver
@@ -412,6 +525,13 @@ def run_recv(args):
 
     report = stats.report()
     report["bind"] = f"{bound[0]}:{bound[1]}"
+    status = 0
+    if args.seen:
+        try:
+            write_json_atomic(args.seen, seen_document(stats.base, stats.top, stats.seen), indent=None)
+        except OSError as e:
+            print(f"udpstream: cannot write the seen sequence numbers to '{args.seen}': {e}", file=sys.stderr)
+            status = 1
     try:
         write_json_atomic(args.report, report)
     except OSError as e:
@@ -419,7 +539,7 @@ def run_recv(args):
         print(json.dumps(report), flush=True)
         return 1
     print(json.dumps(report), flush=True)
-    return 0
+    return status
 
 
 # --------------------------------------------------------------------- main
@@ -437,6 +557,11 @@ def main(argv=None):
         "--size", type=payload_size, default=200, metavar="BYTES", help="UDP payload bytes (default 200)"
     )
     s.add_argument("--src", type=ip_address, metavar="IP", help="source address to send from")
+    s.add_argument(
+        "--times",
+        metavar="PATH",
+        help="write every packet's send time here at the end (little-endian u64 monotonic ns, one per sequence number)",
+    )
 
     r = sub.add_parser("recv", help="receive a stream and report loss, gaps and latency")
     r.add_argument("--bind", required=True, type=bind_endpoint, metavar="IP:PORT", help="where to listen (port 0: any)")
@@ -447,6 +572,11 @@ def main(argv=None):
         metavar="S",
         help="stop after S seconds without packets, once one has come "
         "(make it longer than any outage you mean to measure)",
+    )
+    r.add_argument(
+        "--seen",
+        metavar="PATH",
+        help="write which sequence numbers arrived here at the end (JSON: first_seq, last_seq, missing runs)",
     )
 
     args = ap.parse_args(argv)
