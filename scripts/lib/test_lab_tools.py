@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Tests for the lab's Python tools: wanem's ground truth and udpstream.
+"""Tests for the lab's Python tools: wanem's ground truth, udpstream and
+sla_check's failover outage.
 
 The lab trusts these tools to judge the nodes' SLA measurements and
 failover times, so their arithmetic is pinned down here on synthetic input,
@@ -22,6 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True  # leave no __pycache__ in scripts/lib
 
+import sla_check  # noqa: E402
 import udpstream  # noqa: E402
 import wanem  # noqa: E402
 
@@ -507,6 +509,194 @@ class StreamFiles(unittest.TestCase):
                 udpstream.read_seen(self.write("s", json.dumps(doc)))
         with self.assertRaises(ValueError):
             udpstream.read_seen(self.write("s", "{not json"))
+
+
+# ------------------------------------------------------- sla_check failover
+
+MS = 1_000_000
+T0 = 7_000_000_000  # an arbitrary monotonic start
+
+
+def schedule(*pieces):
+    """Send times from pieces: ("every", n, ns) sends n packets ns apart
+    after the previous one; ("pause", ns) makes the next send come ns
+    after the previous one instead; ("burst", n) sends n packets 10 µs
+    apart (a sender catching up)."""
+    times, gap = [], None
+    for piece in pieces:
+        kind = piece[0]
+        if kind == "pause":
+            gap = piece[1]
+            continue
+        n, step = (piece[1], piece[2]) if kind == "every" else (piece[1], 10_000)
+        for _ in range(n):
+            times.append(T0 if not times else times[-1] + (gap if gap is not None else step))
+            gap = None
+    return times
+
+
+def flags_without(count, *lost_ranges):
+    flags = bytearray(b"\x01" * count)
+    for a, b in lost_ranges:
+        flags[a : b + 1] = bytes(b - a + 1)
+    return flags
+
+
+class FailoverOutage(unittest.TestCase):
+    def judge(self, times, flags, limit_ms=50):
+        return sla_check.judge_failover(times, flags, MS, limit_ms)
+
+    def test_clean_outage_is_first_delivered_minus_first_lost(self):
+        times = schedule(("every", 6000, MS))
+        v = self.judge(times, flags_without(6000, (2000, 2025)))
+        o = v["outage"]
+        self.assertTrue(v["ok"])
+        self.assertEqual((o.first, o.last, o.count, o.open, o.paused), (2000, 2025, 26, False, False))
+        self.assertEqual((o.lower_ns, o.upper_ns, o.figure_ns), (25 * MS, 26 * MS, 26 * MS))  # one interval wide
+        self.assertEqual(o.at_ns, 2000 * MS)
+        self.assertEqual((v["sent"], v["received"]), (6000, 5974))
+        self.assertFalse(self.judge(times, flags_without(6000, (2000, 2050)))["ok"])  # 51 ms > 50 ms
+
+    def test_a_burst_after_a_stall_is_timed_not_counted(self):
+        # The sender stalls 50 ms, then catches up 50 packets 10 µs apart
+        # (seq 1000-1049); the path dies after the first 20 of them and the
+        # next 20 regular sends are lost too. 30 + 20 = 50 packets lost:
+        # the count says 50 ms (over a 30 ms limit), while the first lost
+        # packet (1020) and the first delivered one (1070) left 29 x 10 µs
+        # + 21 x 1 ms = 21.29 ms apart.
+        times = schedule(("every", 1000, MS), ("pause", 50 * MS), ("burst", 50), ("every", 1000, MS))
+        v = self.judge(times, flags_without(len(times), (1020, 1069)), limit_ms=30)
+        o = v["outage"]
+        self.assertEqual((o.first, o.last, o.count), (1020, 1069, 50))
+        self.assertEqual((o.upper_ns, o.figure_ns), (21_290_000, 21_290_000))
+        self.assertEqual(o.lower_ns, 20_290_000)
+        self.assertFalse(o.paused or o.paused_before)
+        self.assertTrue(v["ok"])
+        lines = sla_check.failover_lines(v, times, MS, 30, 50)
+        self.assertIn("ok   failover: outage 21.3 ms (limit 30 ms)", lines[0])
+        self.assertTrue(any("old count method: 50 packets lost x 1 ms = 50 ms" in line for line in lines), lines)
+        self.assertTrue(any("largest pause 50.0 ms after seq 999" in line for line in lines), lines)
+        # A 50 ms pause could have hidden a 30 ms outage: said, not failed.
+        self.assertTrue(any("paused longer than the limit" in line for line in lines), lines)
+
+    def test_a_sender_pause_at_the_end_of_the_run_gives_a_bracket(self):
+        # 10 packets lost 1 ms apart, then the sender stalls 200 ms; the
+        # path came back somewhere in the stall, so the catch-up burst and
+        # all after it arrive. The count says 10 ms; the truth is between
+        # 9 ms and 209 ms, and only the lower end is held to the limit.
+        times = schedule(("every", 3010, MS), ("pause", 200 * MS), ("burst", 200), ("every", 1000, MS))
+        v = self.judge(times, flags_without(len(times), (3000, 3009)))
+        o = v["outage"]
+        self.assertTrue(o.paused)
+        self.assertEqual((o.lower_ns, o.upper_ns, o.end_gap_ns, o.figure_ns), (9 * MS, 209 * MS, 200 * MS, 9 * MS))
+        self.assertTrue(v["ok"])
+        lines = sla_check.failover_lines(v, times, MS, 50, 10)
+        self.assertIn("outage between 9.0 and 209.0 ms", lines[0])
+        self.assertIn("held to the lower end", lines[0])
+        self.assertTrue(any("largest pause 200.0 ms after seq 3009" in line for line in lines), lines)
+        self.assertFalse(any("paused longer than the limit" in line for line in lines), lines)  # it is the bracket
+        # With 60 packets lost before the pause the lower end alone breaks it.
+        self.assertFalse(self.judge(times, flags_without(len(times), (2950, 3009)))["ok"])
+
+    def test_a_pause_before_the_run_is_noted_not_added(self):
+        times = schedule(("every", 1000, MS), ("pause", 30 * MS), ("every", 1000, MS))
+        v = self.judge(times, flags_without(len(times), (1000, 1009)))
+        o = v["outage"]
+        self.assertTrue(o.paused_before)
+        self.assertEqual((o.start_gap_ns, o.figure_ns), (30 * MS, 10 * MS))
+        lines = sla_check.failover_lines(v, times, MS, 50, 10)
+        self.assertTrue(any("paused 30.0 ms just before seq 1000" in line for line in lines), lines)
+
+    def test_no_loss_passes(self):
+        times = schedule(("every", 500, MS))
+        v = self.judge(times, flags_without(500))
+        self.assertEqual((v["ok"], v["outage"], v["runs"], v["received"]), (True, None, [], 500))
+        self.assertIn("no packet lost of 500 sent", sla_check.failover_lines(v, times, MS, 50, 0)[0])
+
+    def test_nothing_arriving_fails(self):
+        times = schedule(("every", 100, MS))
+        v = self.judge(times, bytearray(100))
+        self.assertFalse(v["ok"])
+        self.assertIn("none of the 100 packets sent arrived", sla_check.failover_lines(v, times, MS, 50, 0)[0])
+
+    def test_a_run_to_the_end_of_the_stream_never_ended(self):
+        # Traffic never came back: only 39 ms are proven, under the limit,
+        # but an outage that had not ended fails.
+        times = schedule(("every", 1000, MS))
+        v = self.judge(times, flags_without(1000, (960, 999)))
+        o = v["outage"]
+        self.assertEqual((o.open, o.upper_ns, o.lower_ns, o.figure_ns), (True, None, 39 * MS, 39 * MS))
+        self.assertFalse(v["ok"])
+        self.assertIn("traffic had not come back 39.0 ms after", sla_check.failover_lines(v, times, MS, 50, 0)[0])
+
+    def test_a_short_loss_at_the_end_does_not_hide_the_outage(self):
+        times = schedule(("every", 1000, MS))
+        v = self.judge(times, flags_without(1000, (400, 429), (998, 999)))
+        self.assertTrue(v["ok"])
+        self.assertEqual((v["outage"].first, v["outage"].figure_ns), (400, 30 * MS))
+        self.assertEqual([r.open for r in v["runs"]], [False, True])
+
+    def test_the_outage_is_the_longest_run_in_time_not_in_packets(self):
+        # 40 packets in a 0.4 ms burst against 25 packets over 25 ms.
+        times = schedule(("every", 100, MS), ("burst", 60), ("every", 400, MS))
+        v = self.judge(times, flags_without(len(times), (105, 144), (300, 324)))
+        self.assertEqual((v["outage"].first, v["outage"].figure_ns), (300, 25 * MS))
+        lines = sla_check.failover_lines(v, times, MS, 50, 65)
+        listed = [line for line in lines if line.startswith("failover:   ")]
+        self.assertEqual(len(listed), 2, lines)
+        self.assertTrue(listed[1].endswith("<- the outage"), listed)
+
+    def test_received_flags_from_a_seen_file(self):
+        self.assertEqual(bytes(sla_check.received_flags(8, 2, 6, [(3, 4)])), b"\x00\x00\x01\x00\x00\x01\x01\x00")
+        self.assertEqual(bytes(sla_check.received_flags(3, None, None, [])), bytes(3))
+
+
+class FailoverCommand(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+        self.times = os.path.join(self.tmp.name, "send.times")
+        self.seen = os.path.join(self.tmp.name, "seen.json")
+        udpstream.write_send_times(self.times, schedule(("every", 1000, MS)))
+        self.write_seen({"first_seq": 0, "last_seq": 999, "missing": [[500, 519]]})
+
+    def write_seen(self, doc):
+        with open(self.seen, "w") as f:
+            f.write(doc if isinstance(doc, str) else json.dumps(doc))
+
+    def run_check(self, *extra, limit="50"):
+        argv = [sys.executable, os.path.join(HERE, "sla_check.py"), "failover", "--send-times", self.times,
+                "--seen", self.seen, "--limit-ms", limit, *extra]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10)
+
+    def test_pass_and_fail_exit_codes(self):
+        p = self.run_check()
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("sla_check: ok   failover: outage 20.0 ms (limit 50 ms)", p.stdout)
+        self.assertIn("old count method: 20 packets lost x 1 ms = 20 ms", p.stdout)
+        p = self.run_check(limit="10")
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("sla_check: FAIL failover: outage 20.0 ms (limit 10 ms)", p.stdout)
+
+    def test_unusable_input_exits_2_naming_the_file(self):
+        def refused(message, **kw):
+            p = self.run_check(**kw)
+            self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+            self.assertIn(message, p.stderr)
+            self.assertNotIn("Traceback", p.stderr)
+
+        os.remove(self.times)
+        refused(f"send times {self.times}: [Errno 2]")
+        with open(self.times, "wb") as f:
+            f.write(bytes(12))
+        refused(f"send times {self.times}: 12 bytes is not a whole number")
+        udpstream.write_send_times(self.times, schedule(("every", 100, MS)))
+        refused(f"{self.seen} has sequence number 999 arrived but {self.times} has send times for only 100 packets")
+        self.write_seen("{")
+        refused(f"seen file {self.seen}: ")
+        self.write_seen({"first_seq": 0, "last_seq": 99, "missing": [[50, 40]]})
+        refused(f"seen file {self.seen}: missing run [50, 40] is out of order")
+        refused("-5 is not a positive", limit="-5")
 
 
 class StreamArguments(unittest.TestCase):
