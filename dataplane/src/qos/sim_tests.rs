@@ -375,6 +375,70 @@ fn realtime_below_its_ceiling_waits_for_nobody() {
 }
 
 #[test]
+fn overload_on_a_polled_worker_delays_realtime_by_at_most_one_frame_and_a_poll() {
+    // The worker test's scenario on a simulated clock, with the default
+    // configuration (RealTime capped at a third): a 50 Mbit/s link offered
+    // twice its rate in 1000-byte frames, every tenth one RealTime, arriving
+    // in bursts of 8 and served by a worker that polls every 20 µs. Each
+    // RealTime packet waits at most for the frame on the wire when it
+    // arrived (160 µs) plus one poll: the promise the wall-clock test could
+    // only check on a quiet machine, here exact in the scheduler's ticks.
+    const RATE: u64 = 50_000_000;
+    const FRAME: u32 = 1000;
+    const POLL: u64 = 20_000;
+    let c = SchedulerConfig::new(GHZ, RATE);
+    let mut s: Scheduler<Pkt> = Scheduler::new(&c, 0).unwrap();
+    let frame_ns = u64::from(FRAME) * 8 * GHZ / RATE;
+    let gap = frame_ns / 2; // twice the link's packet rate
+    let burst_gap = 8 * gap;
+    let mut enqueued_at = Vec::new();
+    let (mut seq, mut next_burst, mut now) = (0u64, 0u64, 0u64);
+    let (mut rt_sent, mut rt_worst, mut bulk_sent, mut bulk_dropped) = (0u64, 0u64, 0u64, 0u64);
+    while now < GHZ {
+        if now >= next_burst {
+            for _ in 0..8 {
+                let class = if seq % 10 == 0 {
+                    QosClass::RealTime
+                } else {
+                    QosClass::Bulk
+                };
+                enqueued_at.push(now);
+                let p = Pkt {
+                    class,
+                    seq,
+                    len: FRAME,
+                };
+                if s.enqueue(class, p, FRAME, now).is_err() {
+                    assert_eq!(class, QosClass::Bulk, "RealTime is never dropped");
+                    bulk_dropped += 1;
+                }
+                seq += 1;
+            }
+            next_burst += burst_gap;
+        }
+        while let Some((p, class)) = s.dequeue(now, |_, _, _| {}) {
+            if class == QosClass::RealTime {
+                rt_sent += 1;
+                rt_worst = rt_worst.max(now - enqueued_at[p.seq as usize]);
+            } else {
+                bulk_sent += 1;
+            }
+        }
+        now += POLL;
+    }
+    assert_eq!(
+        rt_sent,
+        seq.div_ceil(10) - s.depth(QosClass::RealTime).0 as u64
+    );
+    assert!(bulk_dropped > 0, "the overload's drops are Bulk's");
+    assert!(bulk_sent > 0, "Bulk still gets what RealTime leaves");
+    assert!(
+        rt_worst <= frame_ns + POLL,
+        "RealTime waited {rt_worst} ns: more than one frame ({frame_ns} ns) and one poll ({POLL} ns)"
+    );
+}
+
+#[test]
 fn queue_limits_drop_at_the_tail_by_packets_and_by_bytes() {
     let mut c = config(GHZ, 1_000_000);
     c.class(QosClass::Standard).queue_packets = 4;
