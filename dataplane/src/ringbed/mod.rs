@@ -2,6 +2,9 @@
 //! the caller holds both ends of. The DPDK integration tests inject packets
 //! into `lan_rx`/`wan_rx` and collect what the worker sent from
 //! `lan_tx`/`wan_tx`; the benchmarks feed them from a generator thread.
+//! [`qos_overload`] is a whole run on it: a shaped WAN port under overload.
+
+pub mod qos_overload;
 
 use crate::dpdk::{ring_port, DpdkError, Mempool, Port, PortConfig, Ring};
 
