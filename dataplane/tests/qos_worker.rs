@@ -1,106 +1,48 @@
 //! QoS through the real worker loop on DPDK virtual devices (net_ring): a
-//! WAN link shaped to 50 Mbit/s is offered twice that, RealTime at a tenth
-//! of the load and Bulk at the rest. RealTime's queueing adds under 1 ms
-//! while Bulk takes every drop, and the link carries its rate.
+//! WAN link shaped to 50 Mbit/s is offered twice that, RealTime a tenth of
+//! the load and Bulk the rest (`ringbed::qos_overload`).
 //!
-//! The generator paces packets on the test thread, stamps each with the
-//! TSC, and collects what the worker sent, so the delay measured is
-//! injection → scheduler → tx ring as the next hop would see it.
+//! Only what does not depend on the machine's timing is asserted: RealTime
+//! has no ceiling and a queue that holds every RealTime packet of the run,
+//! so every one is sent and none waits behind a Bulk packet injected after
+//! it, whenever the threads happen to run; Bulk takes every drop; nothing
+//! else is dropped; every mbuf comes back. The delays and the carried rate
+//! are printed for information only: their figures come from
+//! `patronus-bench qos-worker`, which measures them against an unloaded
+//! baseline in the same run (docs/qos.md).
 
-use patronus_dataplane::buf::PacketBuf;
-use patronus_dataplane::dpdk::{self, tsc, tsc_hz, Eal, EalMemory, MbufBurst, Mempool, Ring};
-use patronus_dataplane::qos::{QosClass, Scheduler, SchedulerConfig};
-use patronus_dataplane::ringbed::{RingBed, LAN, WAN};
-use patronus_dataplane::stats::{DropReason, WorkerCounters};
-use patronus_dataplane::synth;
-use patronus_dataplane::wire::ethernet::Address;
-use patronus_dataplane::worker::{Polling, PortQueues, Processor, Shaper, Verdict, Worker};
-use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use patronus_dataplane::dpdk::{tsc_hz, Eal, EalMemory, Mempool};
+use patronus_dataplane::qos::QosClass;
+use patronus_dataplane::ringbed::qos_overload::{self, Outcome, Params};
+use patronus_dataplane::ringbed::RingBed;
+use patronus_dataplane::stats::DropReason;
 
 const RATE_BPS: u64 = 50_000_000;
 const FRAME: usize = 1000;
-/// Where the generator puts the TSC stamp and the class marker.
-const STAMP_AT: usize = 60;
-const MARK_AT: usize = 68;
+/// Mbufs in the pool; the bed's rings hold as many, so no ring can overflow.
+const POOL: u32 = 16383;
 
-/// Classifies by the marker byte the generator wrote: RealTime or Bulk.
-struct ByMarker;
-
-impl Processor for ByMarker {
-    fn process<B: PacketBuf>(&mut self, packet: &mut B, in_port: u8, _now: u64) -> Verdict {
-        if in_port != LAN {
-            return Verdict::Drop(DropReason::NoRoute);
+/// The first Bulk packet that left while a RealTime packet injected before
+/// it had not: (its position in the output, its sequence number, the
+/// RealTime packet's).
+fn bulk_ahead_of_earlier_realtime(outcome: &Outcome, params: &Params) -> Option<(usize, u64, u64)> {
+    let mut left = vec![false; outcome.offered as usize];
+    // The earliest RealTime packet that has not left yet.
+    let mut waiting = 0u64;
+    for (position, sent) in outcome.sent.iter().enumerate() {
+        left[sent.seq as usize] = true;
+        while waiting < outcome.offered && left[waiting as usize] {
+            waiting += params.realtime_every;
         }
-        let class = match packet.data().get(MARK_AT) {
-            Some(&c) if c == QosClass::RealTime as u8 => QosClass::RealTime,
-            _ => QosClass::Bulk,
-        };
-        Verdict::Queue {
-            port: WAN,
-            class: class as u8,
+        if sent.class == QosClass::Bulk && waiting < sent.seq {
+            return Some((position, sent.seq, waiting));
         }
     }
-}
-
-fn frame() -> Vec<u8> {
-    synth::udp_frame(
-        Address([2, 0, 0, 0, 1, 2]),
-        Address([2, 0, 0, 0, 1, 1]),
-        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
-        IpAddr::V4(Ipv4Addr::new(10, 9, 0, 2)),
-        64,
-        FRAME,
-    )
-}
-
-/// What the next hop received: per class, with RealTime's delays.
-#[derive(Default)]
-struct Collected {
-    rt_delays: Vec<u64>,
-    rt_rx: u64,
-    bulk_rx: u64,
-    rx_bytes: u64,
-    first_rx: Option<u64>,
-    last_rx: u64,
-}
-
-impl Collected {
-    /// Takes what the worker sent until the ring is empty and `deadline`
-    /// (a TSC value) has passed.
-    fn drain(&mut self, ring: &Ring, out: &mut MbufBurst, deadline: u64) {
-        loop {
-            let n = ring.dequeue_burst(out);
-            let now = tsc();
-            for m in out.drain() {
-                let d = m.data();
-                let stamp = u64::from_le_bytes(d[STAMP_AT..STAMP_AT + 8].try_into().unwrap());
-                if d[MARK_AT] == QosClass::RealTime as u8 {
-                    self.rt_rx += 1;
-                    self.rt_delays.push(now.saturating_sub(stamp));
-                } else {
-                    self.bulk_rx += 1;
-                }
-                self.rx_bytes += d.len() as u64;
-                self.first_rx.get_or_insert(now);
-                self.last_rx = now;
-            }
-            if n == 0 && tsc() >= deadline {
-                break;
-            }
-        }
-    }
-}
-
-fn percentile(sorted: &[u64], p: usize) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() - 1) * p) / 100]
+    None
 }
 
 #[test]
-fn overloaded_link_keeps_realtime_delay_under_a_millisecond_and_drops_bulk() {
+fn overloaded_link_sends_every_realtime_packet_ahead_of_later_bulk_and_drops_only_bulk() {
     // Counted before EAL init, which narrows this thread's affinity (and
     // with it available_parallelism) to the main lcore's CPU.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -114,156 +56,114 @@ fn overloaded_link_keeps_realtime_delay_under_a_millisecond_and_drops_bulk() {
     ];
     args.extend(memory.args);
     let _eal = Eal::init(&args).expect("EAL initialises (run the tests as root)");
-    let pool = Mempool::new("qos_pool", 16383, 256, 2176).expect("mempool");
-    let bed = RingBed::new("qos", 8191, &pool).expect("ring ports");
+    let pool = Mempool::new("qos_pool", POOL, 256, 2176).expect("mempool");
+    let bed = RingBed::new("qos", POOL, &pool).expect("ring ports");
     let hz = tsc_hz();
     assert!(hz > 0);
 
-    let counters = WorkerCounters::default();
-    let stop = AtomicBool::new(false);
-    let queues: Vec<PortQueues<'_>> = bed
-        .ports
-        .iter()
-        .map(|p| {
-            let (rx, tx) = p.queue_pair(0).unwrap();
-            PortQueues { rx, tx }
-        })
-        .collect();
-    let config = SchedulerConfig::new(hz, RATE_BPS);
-    let scheduler: Scheduler<dpdk::Mbuf> = Scheduler::new(&config, tsc()).expect("scheduler");
-    let template = frame();
+    let mut params = Params::new(hz, RATE_BPS);
+    params.frame_size = FRAME;
+    params.overload = 2.0;
+    params.realtime_every = 10;
+    params.seconds = 1.0;
+    params.worker_cpu = cpus - 1;
+    // RealTime uncapped, with room for all of its packets: whether one is
+    // sent, and what leaves before it, cannot depend on timing.
+    let realtime_packets = params.realtime_packets() as u32;
+    let realtime = params.config.class(QosClass::RealTime);
+    realtime.ceiling_permille = 1000;
+    realtime.queue_packets = realtime_packets;
+    realtime.queue_bytes = realtime.queue_packets * FRAME as u32;
 
-    // 2:1 overload: the link's packet rate twice over, a tenth of it RealTime.
-    let link_pps = RATE_BPS / 8 / FRAME as u64;
-    let offered_pps = 2 * link_pps;
-    let seconds = 2.0;
-    let total = (offered_pps as f64 * seconds) as u64;
-    let gap = hz / offered_pps;
+    let outcome = qos_overload::run(&bed, &pool, &params).expect("the run completes");
 
-    let (mut rt_sent, mut bulk_sent) = (0u64, 0u64);
-    let mut got = Collected::default();
-    std::thread::scope(|scope| {
-        let (c, s) = (&counters, &stop);
-        let worker = scope.spawn(move || {
-            assert!(core_affinity::set_for_current(core_affinity::CoreId {
-                id: cpus - 1
-            }));
-            let lcore = dpdk::register_thread().expect("worker registers as an lcore");
-            let w = Worker::new(queues, ByMarker, c, Polling::Busy).unwrap();
-            let mut w = w
-                .with_shaper(usize::from(WAN), Shaper::new(scheduler, None, hz))
-                .unwrap();
-            w.run(s);
-            if let Some(shaper) = w.shaper(usize::from(WAN)) {
-                let snap = shaper.scheduler().snapshot();
-                for c in QosClass::ALL {
-                    let k = snap.class(c);
-                    eprintln!(
-                        "sched {}: enq {} sent {} dropped {:?} delay p50 {:?} p99 {:?}",
-                        c.name(),
-                        k.enqueued_packets,
-                        k.sent_packets,
-                        k.dropped_packets,
-                        k.delay_percentile_ns(50),
-                        k.delay_percentile_ns(99)
-                    );
-                }
-            }
-            drop(w);
-            drop(lcore);
-        });
-
-        // The generator and collector on the other CPU than the worker.
-        core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
-        let start = tsc();
-        let mut next = start;
-        let mut burst = MbufBurst::new();
-        let mut out = MbufBurst::new();
-        let mut i = 0u64;
-        while i < total {
-            // Send what is due now, in small bursts, stamped at injection.
-            let now = tsc();
-            while next <= now && i < total && burst.len() < 8 {
-                let mut m = pool.alloc().expect("mempool has room");
-                m.fill_from(&template).expect("frame fits");
-                let realtime = i.is_multiple_of(10);
-                let d = m.data_mut();
-                d[MARK_AT] = if realtime {
-                    QosClass::RealTime as u8
-                } else {
-                    QosClass::Bulk as u8
-                };
-                d[STAMP_AT..STAMP_AT + 8].copy_from_slice(&tsc().to_le_bytes());
-                if realtime {
-                    rt_sent += 1;
-                } else {
-                    bulk_sent += 1;
-                }
-                burst.push(m).expect("burst has room");
-                next += gap;
-                i += 1;
-            }
-            if !burst.is_empty() {
-                let want = burst.len();
-                let took = bed.lan_rx.enqueue_burst(&mut burst);
-                assert_eq!(took, want, "the LAN rx ring keeps up");
-            }
-            got.drain(&bed.wan_tx, &mut out, 0);
-        }
-        // What is still queued leaves at the link rate; collect it.
-        got.drain(&bed.wan_tx, &mut out, tsc() + hz / 2);
-        stop.store(true, Ordering::SeqCst);
-        worker.join().expect("worker exits cleanly");
-    });
-
-    let snapshot = counters.snapshot();
+    let c = &outcome.counters;
     eprintln!(
         "worker: {} polls ({} idle), rx {}, tx {}, drops {:?}, tsc_hz {hz}",
-        snapshot.polls,
-        snapshot.idle_polls,
-        snapshot.rx_packets(),
-        snapshot.tx_packets(),
-        snapshot.drops
+        c.polls,
+        c.idle_polls,
+        c.rx_packets(),
+        c.tx_packets(),
+        c.drops
     );
-    let bulk_drops = snapshot.drops[DropReason::QosQueueFull as usize];
-    let Collected {
-        mut rt_delays,
-        rt_rx,
-        bulk_rx,
-        rx_bytes,
-        first_rx,
-        last_rx,
-    } = got;
-    rt_delays.sort_unstable();
-    let to_us = |ticks: u64| ticks as f64 * 1e6 / hz as f64;
-    let p50 = to_us(percentile(&rt_delays, 50));
-    let p99 = to_us(percentile(&rt_delays, 99));
-    let max = to_us(*rt_delays.last().unwrap_or(&0));
-    let busy = (last_rx - first_rx.unwrap_or(last_rx)) as f64 / hz as f64;
-    let rate = rx_bytes as f64 * 8.0 / busy.max(1e-9);
+    for class in [QosClass::RealTime, QosClass::Bulk] {
+        let k = outcome.scheduler.class(class);
+        eprintln!(
+            "scheduler {}: enqueued {} sent {} dropped {:?}",
+            class.name(),
+            k.enqueued_packets,
+            k.sent_packets,
+            k.dropped_packets
+        );
+    }
+    let (rt_sent, bulk_sent) = (
+        outcome.sent_count(QosClass::RealTime),
+        outcome.sent_count(QosClass::Bulk),
+    );
+    let bulk_drops = outcome.drops(DropReason::QosQueueFull);
+    // For information: the machine's figures, not the test's.
     eprintln!(
-        "qos: offered {rt_sent} RealTime + {bulk_sent} Bulk at {:.0} Mbit/s on a {:.0} Mbit/s link; \
-         received {rt_rx} RealTime, {bulk_rx} Bulk ({:.1} Mbit/s over {busy:.2} s); \
-         {bulk_drops} dropped; RealTime delay p50 {p50:.0} us, p99 {p99:.0} us, max {max:.0} us",
-        offered_pps as f64 * FRAME as f64 * 8.0 / 1e6,
+        "qos: offered {} RealTime + {} Bulk at {:.0} Mbit/s on a {:.0} Mbit/s link; sent {rt_sent} \
+         RealTime, {bulk_sent} Bulk, carried {:.1} Mbit/s; {bulk_drops} dropped; RealTime delay \
+         p50 {:.0} us, p99 {:.0} us, max {:.0} us (not asserted)",
+        outcome.offered_realtime,
+        outcome.offered_bulk,
+        params.offered_pps() * FRAME as f64 * 8.0 / 1e6,
         RATE_BPS as f64 / 1e6,
-        rate / 1e6,
+        outcome.carried_bps() / 1e6,
+        outcome.delay_percentile_us(QosClass::RealTime, 50),
+        outcome.delay_percentile_us(QosClass::RealTime, 99),
+        outcome.delay_percentile_us(QosClass::RealTime, 100),
     );
-    assert_eq!(rt_rx, rt_sent, "every RealTime packet is sent");
-    assert!(bulk_drops > 0, "Bulk takes the overload's drops");
+
+    assert_eq!(outcome.offered, params.packets(), "every packet is offered");
+    assert_eq!(outcome.unread, 0, "the worker reads every offer");
+    let mut seen = vec![false; outcome.offered as usize];
+    for s in &outcome.sent {
+        assert!(
+            s.seq < outcome.offered,
+            "sent packet {s:?} was never offered"
+        );
+        assert!(!seen[s.seq as usize], "packet {} is sent twice", s.seq);
+        seen[s.seq as usize] = true;
+        assert_eq!(
+            s.class == QosClass::RealTime,
+            params.is_realtime(s.seq),
+            "packet {} keeps its class",
+            s.seq
+        );
+    }
     assert_eq!(
-        bulk_rx + bulk_drops,
-        bulk_sent,
-        "every Bulk packet is sent or dropped"
+        rt_sent, outcome.offered_realtime,
+        "every RealTime packet is sent"
     );
-    assert!(
-        p99 < 1000.0,
-        "RealTime's added delay stays under 1 ms (p99 {p99:.0} us)"
+    assert!(bulk_drops > 0, "the overload drops Bulk packets");
+    assert_eq!(
+        bulk_sent + bulk_drops,
+        outcome.offered_bulk,
+        "every Bulk packet is sent or dropped as QosQueueFull"
     );
-    assert!(
-        (rate / RATE_BPS as f64 - 1.0).abs() < 0.05,
-        "the link carries its rate ({:.1} Mbit/s)",
-        rate / 1e6
+    assert_eq!(
+        c.dropped(),
+        bulk_drops,
+        "no drop of any other reason: {:?}",
+        c.drops
+    );
+    let rt_dropped = outcome.scheduler.class(QosClass::RealTime).dropped_packets;
+    assert_eq!(
+        rt_dropped.iter().sum::<u64>(),
+        0,
+        "the scheduler drops no RealTime packet: {rt_dropped:?}"
+    );
+    assert_eq!(
+        bulk_ahead_of_earlier_realtime(&outcome, &params),
+        None,
+        "no Bulk packet (output position, sequence) leaves before a RealTime packet \
+         (sequence) injected before it"
+    );
+    assert_eq!(
+        outcome.pool_in_use_after, outcome.pool_in_use_before,
+        "every mbuf returns to the pool after the run"
     );
 
     drop(bed);
