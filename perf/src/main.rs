@@ -29,6 +29,9 @@
 //! - `bfd`: `--sessions` BFD sessions at `--interval-ms` × 3 driven by the
 //!   daemon's control loop on the control core, against a peer on the
 //!   worker core; false Downs, timer lateness, CPU (see `bfd_bench`).
+//! - `qos-worker`: RealTime's delay through the worker loop on a shaped
+//!   link offered twice its rate, against the same link at half its rate,
+//!   alternated round by round (see `qos_worker_bench`).
 
 #![forbid(unsafe_code)]
 
@@ -39,11 +42,13 @@ mod handshake;
 mod inproc;
 mod pop;
 mod qos_bench;
+mod qos_worker_bench;
 mod ringrun;
 mod steal;
 mod wgbench;
 
-use clap::{Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use patronus_dataplane::dpdk::{self, Eal, EalMemory, Mempool};
 use patronus_dataplane::forward::{ForwardEntry, Forwarder};
 use patronus_dataplane::ringbed::{RingBed, LAN, WAN};
@@ -85,6 +90,10 @@ enum Scenario {
     /// control loop on the control core (`--generator-core`), the peer on
     /// the worker core: false Downs, timer lateness, CPU. No DPDK.
     Bfd,
+    /// RealTime's delay through the worker loop on a 50 Mbit/s shaped WAN
+    /// link offered twice its rate (a tenth RealTime, the rest Bulk),
+    /// against the same link offered half its rate, round by round.
+    QosWorker,
 }
 
 #[derive(Parser, Debug)]
@@ -102,7 +111,7 @@ pub struct Args {
     json: bool,
     /// `io`, `forward`: frame size in bytes without FCS. `aead`,
     /// `boringtun`, `encap`, `decap`: size of the inner IP packet (the
-    /// plaintext). 60 to 1514.
+    /// plaintext). 60 to 1514. `qos-worker`: frame size, default 1000.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(60..=1514))]
     pub size: u16,
     /// Measured seconds per round (after a short warm-up). `bfd`: the
@@ -111,7 +120,7 @@ pub struct Args {
     pub seconds: f64,
     /// Rounds per scenario; scenarios with a baseline alternate their rounds
     /// with the baseline's, and the report gives the median round of each
-    /// (shared machines are noisy).
+    /// (shared machines are noisy). `qos-worker`: default 5.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
     rounds: u32,
     /// CPU of the worker under test (and of the in-process baselines).
@@ -159,6 +168,30 @@ pub struct Args {
     /// Do not try hugepages (use --no-huge).
     #[arg(long)]
     no_huge: bool,
+}
+
+impl Args {
+    /// The command line, with the defaults that differ by scenario.
+    fn from_command_line() -> Args {
+        let matches = Args::command().get_matches();
+        let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        args.scenario_defaults(&matches);
+        args
+    }
+
+    fn scenario_defaults(&mut self, matches: &ArgMatches) {
+        let defaulted = |id: &str| matches.value_source(id) == Some(ValueSource::DefaultValue);
+        if self.scenario == Scenario::QosWorker {
+            // On a shaped link the delay a full-size frame adds is the
+            // figure that matters; the rounds are short.
+            if defaulted("size") {
+                self.size = qos_worker_bench::DEFAULT_SIZE;
+            }
+            if defaulted("rounds") {
+                self.rounds = qos_worker_bench::DEFAULT_ROUNDS;
+            }
+        }
+    }
 }
 
 /// One round of one scenario.
@@ -371,16 +404,18 @@ struct Report {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args = Args::parse();
-    // The pure-code scenarios need no EAL and print their own report.
-    let pure = match args.scenario {
+    let args = Args::from_command_line();
+    // The pure-code scenarios need no EAL; they and `qos-worker` (which
+    // starts its own) print their own report.
+    let own_report = match args.scenario {
         Scenario::Flowtable => Some(flowtable_bench::run(&args)),
         Scenario::Dpi => Some(dpi_bench::run(&args)),
         Scenario::Qos => Some(qos_bench::run(&args)),
         Scenario::Bfd => Some(bfd_bench::run(&args)),
+        Scenario::QosWorker => Some(qos_worker_bench::run(&args)),
         _ => None,
     };
-    if let Some(result) = pure {
+    if let Some(result) = own_report {
         return match result {
             Ok(report) => {
                 if args.json {
@@ -419,41 +454,13 @@ fn main() -> ExitCode {
 }
 
 fn bench(args: &Args) -> Result<Report, String> {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    if args.worker_core >= cpus || args.generator_core >= cpus {
-        return Err(format!(
-            "cores {} and {} must be below {cpus}",
-            args.worker_core, args.generator_core
-        ));
-    }
     if !(32..=8000).contains(&args.inflight) {
         return Err(format!(
             "--inflight {} is outside 32 to 8000",
             args.inflight
         ));
     }
-    if args.worker_core == args.generator_core {
-        eprintln!(
-            "warning: worker and generator share CPU {}; numbers will be poor",
-            args.worker_core
-        );
-    }
-    let prefix = format!("pbench{}", std::process::id());
-    let memory = EalMemory::choose(!args.no_huge, 512, &prefix);
-    if let Some(reason) = &memory.fallback_reason {
-        eprintln!("warning: hugepages unavailable ({reason}); using --no-huge");
-    }
-    let mut eal_args = vec![
-        "-l".to_string(),
-        args.generator_core.to_string(),
-        "--no-pci".into(),
-        "--no-telemetry".into(),
-        "--log-level=lib.eal:error".into(),
-    ];
-    eal_args.extend(memory.args.iter().cloned());
-    let _eal = Eal::init(&eal_args).map_err(|e| e.to_string())?;
+    let (_eal, memory) = start_eal(args)?;
     let pool = Mempool::new("bench_pool", 16383, 256, 2176).map_err(|e| e.to_string())?;
     let in_use_at_start = pool.in_use();
     let tsc_hz = dpdk::tsc_hz();
@@ -491,6 +498,41 @@ fn bench(args: &Args) -> Result<Report, String> {
         dpdk: Eal::version(),
         mbuf_leak,
     })
+}
+
+/// Checks the cores and initialises EAL with its main lcore on the
+/// generator core (hugepages if there are any, unless `--no-huge`).
+pub fn start_eal(args: &Args) -> Result<(Eal, EalMemory), String> {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if args.worker_core >= cpus || args.generator_core >= cpus {
+        return Err(format!(
+            "cores {} and {} must be below {cpus}",
+            args.worker_core, args.generator_core
+        ));
+    }
+    if args.worker_core == args.generator_core {
+        eprintln!(
+            "warning: worker and generator share CPU {}; numbers will be poor",
+            args.worker_core
+        );
+    }
+    let prefix = format!("pbench{}", std::process::id());
+    let memory = EalMemory::choose(!args.no_huge, 512, &prefix);
+    if let Some(reason) = &memory.fallback_reason {
+        eprintln!("warning: hugepages unavailable ({reason}); using --no-huge");
+    }
+    let mut eal_args = vec![
+        "-l".to_string(),
+        args.generator_core.to_string(),
+        "--no-pci".into(),
+        "--no-telemetry".into(),
+        "--log-level=lib.eal:error".into(),
+    ];
+    eal_args.extend(memory.args.iter().cloned());
+    let eal = Eal::init(&eal_args).map_err(|e| e.to_string())?;
+    Ok((eal, memory))
 }
 
 /// Runs the scenario's rounds, alternated with its baselines' rounds, and
@@ -542,6 +584,7 @@ fn run_rounds(
             | Scenario::Flowtable
             | Scenario::Dpi
             | Scenario::Qos
+            | Scenario::QosWorker
             | Scenario::Bfd => return Err(format!("{:?} has no ring rounds", args.scenario)),
         }
     }
