@@ -278,3 +278,48 @@ fn scale_options_are_validated() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("options of forward"));
 }
+
+#[test]
+fn qos_worker_scenario_reports_realtime_delay_against_the_unloaded_link() {
+    let r = run_with("qos-worker", &["--seconds", "0.3", "--rounds", "1"]);
+    assert_eq!(r["scenario"], "qos-worker");
+    // The scenario's own default frame size.
+    assert_eq!(r["packet_size"], 1000);
+    assert_eq!(r["rounds"], 1);
+    assert_eq!(r["link_rate_bps"], 50_000_000);
+    assert_eq!(r["overload"], 2.0);
+    assert_eq!(r["baseline_load"], 0.5);
+    // Delays are measured, not bounded: only their order is checked.
+    for prefix in ["", "baseline_"] {
+        let p50 = positive(&r, &format!("{prefix}realtime_delay_p50_us"));
+        let p99 = positive(&r, &format!("{prefix}realtime_delay_p99_us"));
+        let max = positive(&r, &format!("{prefix}realtime_delay_max_us"));
+        assert!(p50 <= p99 && p99 <= max, "{prefix}: {r}");
+        // One round: the median is that round.
+        assert_eq!(r[format!("{prefix}realtime_delay_p99_us_rounds")][0], p99);
+    }
+    assert_ratio(
+        &r,
+        "realtime_p99_ratio_vs_unloaded",
+        "realtime_delay_p99_us",
+        "baseline_realtime_delay_p99_us",
+    );
+    positive(&r, "carried_rate_ratio");
+    positive(&r, "baseline_carried_rate_ratio");
+    // What is lost depends on the machine; only the counts are checked.
+    let (rt, bulk) = (
+        r["offered_realtime_per_round"].as_u64().unwrap(),
+        r["offered_bulk_per_round"].as_u64().unwrap(),
+    );
+    assert_eq!(
+        rt + bulk,
+        3750,
+        "0.3 s at twice 50 Mbit/s of 1000 bytes: {r}"
+    );
+    assert_eq!(rt, 375, "{r}");
+    assert!(r["realtime_drops"].as_u64().unwrap() <= rt, "{r}");
+    assert!(r["bulk_drops"].as_u64().unwrap() <= bulk, "{r}");
+    assert!(r["baseline_drops"].as_u64().is_some(), "{r}");
+    assert_eq!(r["other_drops"], 0, "{r}");
+    assert_eq!(r["mbuf_leak"], 0, "mbufs leaked: {r}");
+}
