@@ -286,13 +286,13 @@ pub fn run(bed: &RingBed, pool: &Mempool, params: &Params) -> Result<Outcome, St
         })
         .collect::<Result<_, String>>()?;
     let counters = WorkerCounters::default();
-    let stop = AtomicBool::new(false);
+    let (ready, stop) = (AtomicBool::new(false), AtomicBool::new(false));
     let pool_in_use_before = pool.in_use();
     let mut collector = Collector::new(params.packets());
     let worker_cpu = params.worker_cpu;
 
     let (offered, worker_result) = std::thread::scope(|scope| {
-        let (counters, stop) = (&counters, &stop);
+        let (counters, ready, stop) = (&counters, &ready, &stop);
         let worker = scope.spawn(move || -> Result<QosSnapshot, String> {
             if !core_affinity::set_for_current(core_affinity::CoreId { id: worker_cpu }) {
                 return Err(format!("cannot pin the worker to CPU {worker_cpu}"));
@@ -301,6 +301,7 @@ pub fn run(bed: &RingBed, pool: &Mempool, params: &Params) -> Result<Outcome, St
             let worker = Worker::new(queues, ByMarker, counters, Polling::Busy)?;
             let mut worker =
                 worker.with_shaper(usize::from(WAN), Shaper::new(scheduler, None, hz))?;
+            ready.store(true, Ordering::SeqCst);
             worker.run(stop);
             worker
                 .shaper(usize::from(WAN))
@@ -308,6 +309,11 @@ pub fn run(bed: &RingBed, pool: &Mempool, params: &Params) -> Result<Outcome, St
                 .ok_or_else(|| "the WAN port has no shaper".to_string())
         });
         let worker_gone = || worker.is_finished();
+        // Offers start once the worker polls, so that no delay counts its
+        // start-up.
+        while !ready.load(Ordering::SeqCst) && !worker_gone() {
+            std::thread::yield_now();
+        }
         let offered = generate(bed, pool, params, &mut collector, &worker_gone);
         if let Ok(offered) = offered {
             // What is still queued leaves at the link rate.
