@@ -19,7 +19,7 @@
 //! Every drop is counted by reason in [`FwStats`].
 
 use super::conntrack::{ConnSlot, Conntrack, ConntrackConfig, Event, Lookup};
-use super::meta::{L4, MetaError, PacketMeta};
+use super::meta::{MetaError, PacketMeta, L4};
 use super::rules::{Action, FlowFacts, RuleSet};
 use super::tcp_state::Segment;
 use super::{Allowed, Dir, FwDrop, FwStats, Verdict, Zone};
@@ -147,7 +147,8 @@ impl<V: ConnSlot> Firewall<V> {
                             dport: if icmp_type.is_some() { 0 } else { dport },
                             icmp_type: icmp_type.map(|_| echo_request_type(pkt)),
                         };
-                        let deny = self.rules.decide(f, t, &facts, Some(app)).action == Action::Deny;
+                        let deny =
+                            self.rules.decide(f, t, &facts, Some(app)).action == Action::Deny;
                         self.ct.settle(&key, hash, deny, now);
                         if deny {
                             return Verdict::Drop(FwDrop::AppDeny);

@@ -301,3 +301,225 @@ fn quoted(b: &[u8], v6: bool) -> Result<Quoted, MetaError> {
         dport,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::testdata::{XorShift, DNS_QUERY, PING_REQUEST, TCP_SYN, UDP6};
+
+    fn v4(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn frames_of_each_protocol_parse_to_their_fields() {
+        let m = PacketMeta::from_frame(&TCP_SYN).unwrap();
+        assert_eq!(
+            (m.src, m.dst, m.proto),
+            (v4("10.0.0.1"), v4("93.184.216.34"), 6)
+        );
+        assert_eq!(
+            m.l4,
+            L4::Tcp {
+                sport: 50000,
+                dport: 443,
+                flags: 0x02
+            }
+        );
+        let m = PacketMeta::from_frame(&DNS_QUERY).unwrap();
+        assert_eq!(
+            m.l4,
+            L4::Ports {
+                sport: 53412,
+                dport: 53
+            }
+        );
+        let m = PacketMeta::from_frame(&PING_REQUEST).unwrap();
+        assert_eq!(
+            m.l4,
+            L4::Echo {
+                request: true,
+                id: 0x0b2f,
+                ty: 8
+            }
+        );
+        let m = PacketMeta::from_ip(&UDP6).unwrap();
+        assert_eq!((m.src, m.proto), (v4("2001:db8::1"), 17));
+        assert_eq!(
+            m.l4,
+            L4::Ports {
+                sport: 4789,
+                dport: 51820
+            }
+        );
+    }
+
+    /// An IPv4 packet from `src` to `dst` with `proto` and `payload`.
+    fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; 20];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+        p[8] = 64;
+        p[9] = proto;
+        p[12..16].copy_from_slice(&src);
+        p[16..20].copy_from_slice(&dst);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn an_icmp_error_names_the_flow_it_quotes() {
+        let udp = [0x9c, 0x40, 0x00, 0x35, 0, 16, 0, 0];
+        let inner = ipv4([10, 0, 0, 5], [198, 51, 100, 7], 17, &udp);
+        let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&inner);
+        let pkt = ipv4([192, 0, 2, 254], [10, 0, 0, 5], 1, &icmp);
+        let m = PacketMeta::from_ip(&pkt).unwrap();
+        let L4::IcmpError {
+            ty: 3,
+            code: 3,
+            quoted,
+        } = m.l4
+        else {
+            panic!("{:?}", m.l4)
+        };
+        assert_eq!(
+            quoted,
+            Quoted {
+                src: v4("10.0.0.5"),
+                dst: v4("198.51.100.7"),
+                proto: 17,
+                sport: 40000,
+                dport: 53
+            }
+        );
+        // Too little of the quoted packet to name its ports.
+        let short = ipv4([192, 0, 2, 254], [10, 0, 0, 5], 1, &icmp[..8 + 21]);
+        assert_eq!(PacketMeta::from_ip(&short), Err(MetaError::BadQuote));
+        // An error about an error.
+        let mut nested = vec![11, 0, 0, 0, 0, 0, 0, 0];
+        nested.extend_from_slice(&ipv4([10, 0, 0, 5], [1, 1, 1, 1], 1, &icmp[..8]));
+        let pkt = ipv4([192, 0, 2, 254], [10, 0, 0, 5], 1, &nested);
+        assert_eq!(PacketMeta::from_ip(&pkt), Err(MetaError::BadQuote));
+    }
+
+    fn ipv6(next: u8, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&(payload.len() as u16).to_be_bytes());
+        p[6] = next;
+        p[7] = 64;
+        p[8..24].copy_from_slice(&"2001:db8::1".parse::<Ipv6Addr>().unwrap().octets());
+        p[24..40].copy_from_slice(&"2001:db8::2".parse::<Ipv6Addr>().unwrap().octets());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_skipped_and_later_fragments_refused() {
+        // Hop-by-hop (8 bytes) then a first fragment header, then TCP.
+        let mut tcp = vec![0u8; 20];
+        tcp[0..4].copy_from_slice(&[0x01, 0xbb, 0x9c, 0x40]);
+        tcp[12] = 0x50;
+        tcp[13] = 0x12;
+        let mut ext = vec![FRAGMENT, 0, 1, 4, 0, 0, 0, 0];
+        ext.extend_from_slice(&[TCP, 0, 0x00, 0x01, 0, 0, 0, 1]);
+        ext.extend_from_slice(&tcp);
+        let m = PacketMeta::from_ip(&ipv6(HOP_BY_HOP, &ext)).unwrap();
+        assert_eq!(
+            (m.proto, m.l4),
+            (
+                6,
+                L4::Tcp {
+                    sport: 443,
+                    dport: 40000,
+                    flags: 0x12
+                }
+            )
+        );
+        // The same with a fragment offset of 8 bytes.
+        ext[10..12].copy_from_slice(&[0x00, 0x08]);
+        assert_eq!(
+            PacketMeta::from_ip(&ipv6(HOP_BY_HOP, &ext)),
+            Err(MetaError::Fragment)
+        );
+        // An IPv4 non-first fragment.
+        let mut p = ipv4([10, 0, 0, 1], [10, 0, 0, 2], 17, &[0; 8]);
+        p[6..8].copy_from_slice(&[0x00, 0x10]);
+        assert_eq!(PacketMeta::from_ip(&p), Err(MetaError::Fragment));
+    }
+
+    #[test]
+    fn an_icmpv6_packet_too_big_quotes_its_flow() {
+        let udp = [0x13, 0x88, 0x00, 0x35, 0, 8, 0, 0];
+        let inner = ipv6(UDP, &udp);
+        let mut icmp = vec![2, 0, 0, 0, 0, 0, 0x05, 0x00];
+        icmp.extend_from_slice(&inner);
+        let m = PacketMeta::from_ip(&ipv6(ICMPV6, &icmp)).unwrap();
+        let L4::IcmpError { ty: 2, quoted, .. } = m.l4 else {
+            panic!("{:?}", m.l4)
+        };
+        assert_eq!((quoted.proto, quoted.sport, quoted.dport), (17, 5000, 53));
+        assert_eq!(quoted.src, v4("2001:db8::1"));
+    }
+
+    #[test]
+    fn truncated_and_foreign_frames_are_errors() {
+        for n in 0..TCP_SYN.len() {
+            let r = PacketMeta::from_frame(&TCP_SYN[..n]);
+            assert!(r.is_err(), "{n} bytes parsed: {r:?}");
+        }
+        let mut arp = TCP_SYN;
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(PacketMeta::from_frame(&arp), Err(MetaError::NotIp));
+        assert_eq!(PacketMeta::from_ip(&[]), Err(MetaError::Malformed));
+    }
+
+    #[test]
+    fn random_bytes_never_panic_the_parser_or_the_firewall() {
+        use crate::fw::conntrack::ConntrackConfig;
+        use crate::fw::rules::RuleSet;
+        use crate::fw::{Firewall, FirewallConfig, Zone};
+        let mut fw: Firewall = Firewall::new(FirewallConfig {
+            conntrack: ConntrackConfig::new(100, 1000),
+            rules: RuleSet::default(),
+        })
+        .unwrap();
+        let mut rng = XorShift(0x5eed);
+        let mut buf = [0u8; 160];
+        let mut parsed = 0;
+        for n in 0..100_000u64 {
+            let len = rng.below(buf.len());
+            rng.fill(&mut buf[..len]);
+            // Half of them look like IP, so the inner parsers get exercised.
+            if len > 0 && n % 2 == 0 {
+                buf[0] = if n % 4 == 0 { 0x45 } else { 0x60 };
+                if len > 9 && n % 4 == 0 {
+                    buf[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                    buf[6] = 0;
+                    buf[9] = [1, 6, 17, 58][rng.below(4)];
+                }
+                if len > 40 && n % 4 == 2 {
+                    buf[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+                    buf[6] = [0, 6, 17, 44, 58][rng.below(5)];
+                }
+            }
+            let from = Zone::ALL[rng.below(3)];
+            let to = Zone::ALL[rng.below(3)];
+            let v = match PacketMeta::from_ip(&buf[..len]) {
+                Ok(m) => {
+                    parsed += 1;
+                    fw.check(&m, from, to, None, n)
+                }
+                Err(e) => fw.drop_unparsed(e),
+            };
+            let _ = v;
+            let _ = PacketMeta::from_frame(&buf[..len]);
+        }
+        assert!(parsed > 10_000, "only {parsed} parsed");
+        let s = fw.stats();
+        let total =
+            s.drops.iter().sum::<u64>() + s.new_flows + s.established + s.related + s.stateless;
+        assert_eq!(total, 100_000, "every packet got exactly one verdict");
+    }
+}

@@ -503,7 +503,12 @@ mod tests {
         block_host.dst = Some(prefix("192.0.2.9/32"));
         let set = one_pair(Zone::Wan, Zone::Lan, None, vec![block_host, web]);
         let d = |dst, proto, port| {
-            let d = set.decide(Zone::Wan, Zone::Lan, &facts("203.0.113.5", dst, proto, port), None);
+            let d = set.decide(
+                Zone::Wan,
+                Zone::Lan,
+                &facts("203.0.113.5", dst, proto, port),
+                None,
+            );
             (d.action, d.rule)
         };
         assert_eq!(d("192.0.2.10", TCP, 443), (Action::Allow, Some(1)));
@@ -515,7 +520,10 @@ mod tests {
         // The rule is IPv4: an IPv6 flow between mapped addresses does not
         // match it.
         let v6 = facts("::ffff:203.0.113.5", "::ffff:192.0.2.10", TCP, 443);
-        assert_eq!(set.decide(Zone::Wan, Zone::Lan, &v6, None).action, Action::Deny);
+        assert_eq!(
+            set.decide(Zone::Wan, Zone::Lan, &v6, None).action,
+            Action::Deny
+        );
     }
 
     #[test]
@@ -523,10 +531,23 @@ mod tests {
         let mut r = RuleConfig::any(Action::Allow);
         r.src = Some(prefix("2001:db8:1::/48"));
         let set = one_pair(Zone::Wan, Zone::Tunnel, None, vec![r]);
-        let a = |src| set.decide(Zone::Wan, Zone::Tunnel, &facts(src, "2001:db8:ff::1", UDP, 1), None).action;
+        let a = |src| {
+            set.decide(
+                Zone::Wan,
+                Zone::Tunnel,
+                &facts(src, "2001:db8:ff::1", UDP, 1),
+                None,
+            )
+            .action
+        };
         assert_eq!(a("2001:db8:1:abcd::7"), Action::Allow);
         assert_eq!(a("2001:db8:2::7"), Action::Deny);
-        let v4 = set.decide(Zone::Wan, Zone::Tunnel, &facts("10.0.0.1", "10.0.0.2", UDP, 1), None);
+        let v4 = set.decide(
+            Zone::Wan,
+            Zone::Tunnel,
+            &facts("10.0.0.1", "10.0.0.2", UDP, 1),
+            None,
+        );
         assert_eq!(v4.action, Action::Deny);
     }
 
@@ -538,9 +559,15 @@ mod tests {
         let set = one_pair(Zone::Wan, Zone::Lan, None, vec![r]);
         let mut f = facts("198.51.100.1", "192.0.2.1", ICMP, 0);
         f.icmp_type = Some(8);
-        assert_eq!(set.decide(Zone::Wan, Zone::Lan, &f, None).action, Action::Allow);
+        assert_eq!(
+            set.decide(Zone::Wan, Zone::Lan, &f, None).action,
+            Action::Allow
+        );
         f.icmp_type = Some(13);
-        assert_eq!(set.decide(Zone::Wan, Zone::Lan, &f, None).action, Action::Deny);
+        assert_eq!(
+            set.decide(Zone::Wan, Zone::Lan, &f, None).action,
+            Action::Deny
+        );
     }
 
     fn classified(app: u16, category: Category) -> Classification {
@@ -558,14 +585,43 @@ mod tests {
         deny_games.app = Some(AppMatch::Category(Category::Gaming));
         let mut allow_app = RuleConfig::any(Action::Allow);
         allow_app.app = Some(AppMatch::App(AppId(7)));
-        let set = one_pair(Zone::Lan, Zone::Wan, Some(Action::Deny), vec![deny_games, allow_app]);
+        let set = one_pair(
+            Zone::Lan,
+            Zone::Wan,
+            Some(Action::Deny),
+            vec![deny_games, allow_app],
+        );
         let f = facts("10.0.0.1", "198.51.100.1", TCP, 443);
         let d = |app: Option<Classification>| set.decide(Zone::Lan, Zone::Wan, &f, app.as_ref());
         // Unknown: an allow rule could match later, so allowed for now.
-        assert_eq!(d(None), Decision { action: Action::Allow, rule: None, provisional: true });
-        assert_eq!(d(Some(classified(7, Category::Web))), Decision { action: Action::Allow, rule: Some(1), provisional: false });
-        assert_eq!(d(Some(classified(7, Category::Gaming))).action, Action::Deny);
-        assert_eq!(d(Some(classified(3, Category::Web))), Decision { action: Action::Deny, rule: None, provisional: false });
+        assert_eq!(
+            d(None),
+            Decision {
+                action: Action::Allow,
+                rule: None,
+                provisional: true
+            }
+        );
+        assert_eq!(
+            d(Some(classified(7, Category::Web))),
+            Decision {
+                action: Action::Allow,
+                rule: Some(1),
+                provisional: false
+            }
+        );
+        assert_eq!(
+            d(Some(classified(7, Category::Gaming))).action,
+            Action::Deny
+        );
+        assert_eq!(
+            d(Some(classified(3, Category::Web))),
+            Decision {
+                action: Action::Deny,
+                rule: None,
+                provisional: false
+            }
+        );
         assert!(set.has_app_rules(Zone::Lan, Zone::Wan));
         assert!(!set.has_app_rules(Zone::Wan, Zone::Lan));
     }
@@ -576,9 +632,26 @@ mod tests {
         deny.proto = Some(UDP);
         let mut allow_app = RuleConfig::any(Action::Allow);
         allow_app.app = Some(AppMatch::Category(Category::VoIP));
-        let set = one_pair(Zone::Lan, Zone::Wan, Some(Action::Deny), vec![deny, allow_app]);
-        let d = set.decide(Zone::Lan, Zone::Wan, &facts("10.0.0.1", "198.51.100.1", UDP, 3478), None);
-        assert_eq!(d, Decision { action: Action::Deny, rule: Some(0), provisional: false });
+        let set = one_pair(
+            Zone::Lan,
+            Zone::Wan,
+            Some(Action::Deny),
+            vec![deny, allow_app],
+        );
+        let d = set.decide(
+            Zone::Lan,
+            Zone::Wan,
+            &facts("10.0.0.1", "198.51.100.1", UDP, 3478),
+            None,
+        );
+        assert_eq!(
+            d,
+            Decision {
+                action: Action::Deny,
+                rule: Some(0),
+                provisional: false
+            }
+        );
     }
 
     fn error_of(rule: RuleConfig) -> RuleError {
@@ -610,7 +683,10 @@ mod tests {
 
         let mut r = RuleConfig::any(Action::Deny);
         r.src = Some(prefix("10.0.0.1/8"));
-        assert_eq!((error_of(r).field, error_of(r).problem), ("src", "address has bits set past the prefix length"));
+        assert_eq!(
+            (error_of(r).field, error_of(r).problem),
+            ("src", "address has bits set past the prefix length")
+        );
         r.src = Some(prefix("10.0.0.0/33"));
         assert_eq!(error_of(r).field, "src");
         r.src = Some(prefix("10.0.0.0/8"));

@@ -125,10 +125,7 @@ pub enum TcpInvalid {
 pub enum Step {
     /// The connection goes to `state`; `fin_by_reply` records which side
     /// sent the first FIN (meaningful from `FinWait` on).
-    To {
-        state: TcpState,
-        fin_by_reply: bool,
-    },
+    To { state: TcpState, fin_by_reply: bool },
     /// A SYN on a connection that has finished (`TimeWait` or `Close`): a
     /// new connection on the same 5-tuple, to be judged as a new flow.
     Reopen,
@@ -159,15 +156,14 @@ pub fn next(
 ) -> Result<Step, TcpInvalid> {
     use Segment as S;
     use TcpState as T;
-    let to = |state| Ok(Step::To {
-        state,
-        fin_by_reply,
-    });
+    let to = |state| {
+        Ok(Step::To {
+            state,
+            fin_by_reply,
+        })
+    };
     // The side that sent the first FIN, once there is one.
-    let fin_side = matches!(
-        (fin_by_reply, dir),
-        (true, Dir::Reply) | (false, Dir::Orig)
-    );
+    let fin_side = matches!((fin_by_reply, dir), (true, Dir::Reply) | (false, Dir::Orig));
     match (state, dir, seg) {
         (_, _, S::Invalid) => Err(TcpInvalid::Flags),
         (T::TimeWait | T::Close, _, S::Syn) => Ok(Step::Reopen),
@@ -334,10 +330,7 @@ mod tests {
     fn invalid_flags_are_refused_in_every_state() {
         for state in TcpState::ALL {
             for dir in [Orig, Reply] {
-                assert_eq!(
-                    next(state, false, dir, S::Invalid),
-                    Err(TcpInvalid::Flags)
-                );
+                assert_eq!(next(state, false, dir, S::Invalid), Err(TcpInvalid::Flags));
             }
         }
     }
