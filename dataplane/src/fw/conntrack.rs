@@ -595,3 +595,79 @@ impl<V: ConnSlot> Conntrack<V> {
         self.stats
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dpi::flowtable::bytes_per_slot_x10;
+    use crate::policy::PolicyFlow;
+
+    /// The value a table shared by the policy (DPI) and the firewall would
+    /// hold (docs/firewall.md, "One table or two").
+    #[derive(Debug, Clone, Copy, Default)]
+    #[allow(dead_code)] // `policy` is here for its size and layout.
+    struct Shared {
+        policy: PolicyFlow,
+        conn: Conn,
+    }
+
+    impl ConnSlot for Shared {
+        fn conn(&self) -> &Conn {
+            &self.conn
+        }
+        fn conn_mut(&mut self) -> &mut Conn {
+            &mut self.conn
+        }
+    }
+
+    #[test]
+    fn bytes_per_flow_alone_and_shared_with_the_policy() {
+        assert_eq!(bytes_per_slot_x10::<Conn>(), 464);
+        assert_eq!(bytes_per_slot_x10::<PolicyFlow>(), 624);
+        // Sharing costs 2 bytes a slot over the policy's own table: 0.4
+        // bytes past the DPI's 64-byte bound.
+        assert_eq!(std::mem::size_of::<Shared>(), 20);
+        assert_eq!(bytes_per_slot_x10::<Shared>(), 644);
+    }
+
+    #[test]
+    fn a_value_shared_with_the_policy_tracks_a_flow() {
+        let mut ct: Conntrack<Shared> = Conntrack::new(&ConntrackConfig::new(100, 1000)).unwrap();
+        let (key, side) = FlowKey::new(
+            17,
+            "10.0.0.1".parse().unwrap(),
+            1,
+            "10.0.0.2".parse().unwrap(),
+            2,
+        );
+        let h = key.hash64();
+        ct.insert(
+            &key,
+            h,
+            side,
+            (Zone::Lan, Zone::Wan),
+            State::Unreplied,
+            false,
+            0,
+        )
+        .unwrap();
+        let r = ct.update(
+            &key,
+            h,
+            side.other(),
+            (Zone::Wan, Zone::Lan),
+            Event::Datagram,
+            1,
+        );
+        assert!(matches!(
+            r,
+            Lookup::Tracked {
+                state: State::Replied,
+                dir: Dir::Reply,
+                ..
+            }
+        ));
+        assert_eq!(ct.len(), 1);
+        assert_eq!(ct.embryonic(), 0);
+    }
+}
