@@ -17,6 +17,7 @@ pub mod dpdk;
 pub mod dpi;
 pub mod flowsample;
 pub mod forward;
+pub mod fw;
 pub mod icmp_error;
 pub mod local;
 pub mod neighbor;

@@ -30,6 +30,15 @@
 //! flow's buckets are full, the least recently seen of their slots is
 //! evicted, and its key and value are handed back so the caller can
 //! release whatever it attached to them.
+//!
+//! A caller whose flows have more than two idle timeouts, or that must not
+//! evict some of them (the firewall's connection tracking, `crate::fw`),
+//! uses the second set of calls instead: [`FlowTable::find_mut`] (a lookup
+//! that inserts nothing and reports how long the flow has idled),
+//! [`FlowTable::insert_with`] (an insert that displaces only the flows a
+//! caller's judge allows, or fails) and [`FlowTable::expire_by`] (a sweep
+//! that asks the caller which flows are idle). They use the same buckets,
+//! slots and stamps, so a lookup costs the same lines.
 
 use super::key::FlowKey;
 use crate::dpdk::{advise_huge_pages, prefetch};
@@ -165,6 +174,38 @@ impl<V> Entry<'_, V> {
     pub fn is_new(&self) -> bool {
         !matches!(self.kind, EntryKind::Hit)
     }
+}
+
+/// A flow found by [`FlowTable::find_mut`], live or idle: the caller
+/// judges by [`Found::idle_ticks`] and marks it seen with
+/// [`Found::touch`] only if the packet counts.
+#[derive(Debug)]
+pub struct Found<'t, V> {
+    pub value: &'t mut V,
+    /// Ticks since the flow was last seen, in whole stamp units (about a
+    /// millisecond), so exact only to the unit.
+    pub idle_ticks: u64,
+    stamp: &'t mut u32,
+    now: u32,
+}
+
+impl<V> Found<'_, V> {
+    /// Marks the flow seen at the `now` of the lookup.
+    #[inline]
+    pub fn touch(&mut self) {
+        *self.stamp = self.now;
+    }
+}
+
+/// Where [`FlowTable::insert_with`] may put a new flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// A free slot of its two buckets (moving flows to their other bucket
+    /// if that makes one), else the slot of a flow the judge lets go.
+    Free,
+    /// Only the slot of a flow the judge lets go, even if a slot is free:
+    /// for a caller that keeps a quota of some kind of flow.
+    DisplaceOnly,
 }
 
 /// The per-core flow table, generic over the per-flow value.
@@ -392,6 +433,176 @@ impl<V: Copy + Default> FlowTable<V> {
         self.buckets[b].tags[i] = 0;
         self.len -= 1;
         Some(self.slots[b * BUCKET_SLOTS + i].value)
+    }
+
+    /// The flow of `key`, live or idle (the table's own timeouts do not
+    /// apply: the caller judges [`Found::idle_ticks`]). Inserts nothing,
+    /// does not mark the flow seen, and is not counted in
+    /// [`FlowTable::stats`]. Reads the same lines as
+    /// [`FlowTable::lookup_or_insert`]'s hit.
+    #[inline]
+    pub fn find_mut(&mut self, key: &FlowKey, hash: u64, now: u64) -> Option<Found<'_, V>> {
+        let now = self.stamp(now);
+        let (b1, b2, tag) = self.place(hash);
+        let (b, i) = self.find(key, b1, b2, tag)?;
+        let shift = self.shift;
+        let stamp = &mut self.buckets[b].stamps[i];
+        let idle_ticks = u64::from(now.wrapping_sub(*stamp)) << shift;
+        Some(Found {
+            value: &mut self.slots[b * BUCKET_SLOTS + i].value,
+            idle_ticks,
+            stamp,
+            now,
+        })
+    }
+
+    /// Inserts `key`, which must not be in the table (check with
+    /// [`FlowTable::find_mut`] first), with a `Default` value, seen at
+    /// `now`. Where [`Admit`] allows a free slot it takes one; otherwise it
+    /// takes the slot of one of the twenty flows of the key's two buckets
+    /// for which `judge(key, value, idle_ticks)` returns a reason: an
+    /// [`DisplaceReason::Expired`] one before an
+    /// [`DisplaceReason::Evicted`] one, the least recently seen of equals.
+    /// None if there is no such slot: nothing changed. The judge runs only
+    /// when both buckets are full (or for [`Admit::DisplaceOnly`]), at most
+    /// twenty times, so a flood of new flows into a full table costs a
+    /// bounded amount per packet. Counted like
+    /// [`FlowTable::lookup_or_insert`]'s inserts (not its lookups).
+    pub fn insert_with<F>(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        now: u64,
+        admit: Admit,
+        mut judge: F,
+    ) -> Option<Entry<'_, V>>
+    where
+        F: FnMut(&FlowKey, &V, u64) -> Option<DisplaceReason>,
+    {
+        let now = self.stamp(now);
+        let (b1, b2, tag) = self.place(hash);
+        let mut free = None;
+        if admit == Admit::Free {
+            let free1 = empty_mask(&self.buckets[b1]);
+            let free2 = if b2 == b1 {
+                0
+            } else {
+                empty_mask(&self.buckets[b2])
+            };
+            free = if free1 | free2 != 0 {
+                let (b, m) = if free1.count_ones() >= free2.count_ones() {
+                    (b1, free1)
+                } else {
+                    (b2, free2)
+                };
+                Some((b, m.trailing_zeros() as usize))
+            } else {
+                self.make_room(b1, b2)
+            };
+        }
+        let (b, i, displaced) = if let Some((b, i)) = free {
+            self.len += 1;
+            (b, i, None)
+        } else {
+            let mut best: Option<(usize, usize, DisplaceReason, u32)> = None;
+            let buckets: &[usize] = if b2 == b1 { &[b1] } else { &[b1, b2] };
+            for &b in buckets {
+                let bucket = &self.buckets[b];
+                for i in 0..BUCKET_SLOTS {
+                    if bucket.tags[i] == 0 {
+                        continue;
+                    }
+                    let age = now.wrapping_sub(bucket.stamps[i]);
+                    let slot = &self.slots[b * BUCKET_SLOTS + i];
+                    let Some(reason) = judge(&slot.key, &slot.value, u64::from(age) << self.shift)
+                    else {
+                        continue;
+                    };
+                    let better = match best {
+                        None => true,
+                        Some((_, _, r, a)) => {
+                            (reason == DisplaceReason::Expired && r == DisplaceReason::Evicted)
+                                || (reason == r && age > a)
+                        }
+                    };
+                    if better {
+                        best = Some((b, i, reason, age));
+                    }
+                }
+            }
+            let (b, i, reason, _) = best?;
+            match reason {
+                DisplaceReason::Expired => self.stats.expirations += 1,
+                DisplaceReason::Evicted => self.stats.evictions += 1,
+            }
+            let old = self.slots[b * BUCKET_SLOTS + i];
+            (
+                b,
+                i,
+                Some(Displaced {
+                    key: old.key,
+                    value: old.value,
+                    reason,
+                }),
+            )
+        };
+        self.stats.inserts += 1;
+        let bucket = &mut self.buckets[b];
+        bucket.tags[i] = tag;
+        bucket.stamps[i] = now;
+        let bit = 1u16 << i;
+        bucket.tcp = if key.proto == TCP {
+            bucket.tcp | bit
+        } else {
+            bucket.tcp & !bit
+        };
+        let slot = &mut self.slots[b * BUCKET_SLOTS + i];
+        *slot = Slot {
+            key: *key,
+            value: V::default(),
+        };
+        Some(Entry {
+            value: &mut slot.value,
+            kind: match displaced {
+                None => EntryKind::Inserted,
+                Some(d) => EntryKind::Replaced(d),
+            },
+        })
+    }
+
+    /// A sweep like [`FlowTable::expire_with`] whose caller decides what is
+    /// idle: each flow of the next `budget` buckets for which
+    /// `idle(key, value, idle_ticks)` is true is removed. The table's own
+    /// timeouts do not apply here, so `idle` must say true for any flow
+    /// idle for longer than the largest timeout the caller uses (and that
+    /// must stay below 2^32 stamp units, 49 days at 1 ms). Unlike
+    /// [`FlowTable::expire`] it reads every occupied slot of the buckets it
+    /// visits, not only the idle ones.
+    pub fn expire_by<F>(&mut self, now: u64, budget: usize, mut idle: F) -> usize
+    where
+        F: FnMut(&FlowKey, &V, u64) -> bool,
+    {
+        let now = self.stamp(now);
+        let nbuckets = self.buckets.len();
+        let mut removed = 0;
+        for _ in 0..budget.min(nbuckets) {
+            let b = self.cursor;
+            self.cursor = if b + 1 == nbuckets { 0 } else { b + 1 };
+            let mut m = !empty_mask(&self.buckets[b]) & full_mask();
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                m &= m - 1;
+                let age = u64::from(now.wrapping_sub(self.buckets[b].stamps[i])) << self.shift;
+                let slot = &self.slots[b * BUCKET_SLOTS + i];
+                if idle(&slot.key, &slot.value, age) {
+                    self.buckets[b].tags[i] = 0;
+                    removed += 1;
+                }
+            }
+        }
+        self.len -= removed;
+        self.stats.expirations += removed as u64;
+        removed
     }
 
     /// Removes the flows idle at `now` from the next `budget` buckets (a
@@ -1169,6 +1380,145 @@ mod tests {
         from_table.sort_by_key(|p| (p.0.hash64(), p.1));
         from_model.sort_by_key(|p| (p.0.hash64(), p.1));
         assert_eq!(from_table, from_model);
+    }
+
+    #[test]
+    fn find_mut_reports_idle_time_and_marks_seen_only_on_touch() {
+        let mut t = table::<u32>(100);
+        let k = flow(17, 4);
+        *t.lookup_or_insert(&k, k.hash64(), 1_000).value = 5;
+        assert!(t.find_mut(&flow(17, 5), flow(17, 5).hash64(), 0).is_none());
+        let f = t.find_mut(&k, k.hash64(), 41_000).unwrap();
+        assert_eq!(
+            (*f.value, f.idle_ticks),
+            (5, 40_000),
+            "idle beyond the table's timeout is still found"
+        );
+        let mut f = t.find_mut(&k, k.hash64(), 2_000).unwrap();
+        assert_eq!(f.idle_ticks, 1_000);
+        f.touch();
+        assert_eq!(t.find_mut(&k, k.hash64(), 2_500).unwrap().idle_ticks, 500);
+        assert_eq!(
+            t.stats(),
+            FlowTableStats {
+                lookups: 1,
+                inserts: 1,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn insert_with_takes_a_free_slot_then_only_what_the_judge_lets_go() {
+        // One bucket of ten: fill it, then the judge decides.
+        let mut t = table::<u32>(BUCKET_SLOTS);
+        for n in 0..BUCKET_SLOTS as u32 {
+            let k = flow(17, n);
+            let e = t
+                .insert_with(&k, k.hash64(), u64::from(n), Admit::Free, |_, _, _| {
+                    panic!("the judge runs only when the buckets are full")
+                })
+                .unwrap();
+            assert_eq!(e.kind, EntryKind::Inserted);
+            *e.value = n;
+        }
+        let new = flow(17, 99);
+        // Nobody may go: nothing changes.
+        assert!(t
+            .insert_with(&new, new.hash64(), 50, Admit::Free, |_, _, _| None)
+            .is_none());
+        assert_eq!(t.len(), BUCKET_SLOTS);
+        for n in 0..BUCKET_SLOTS as u32 {
+            assert_eq!(t.get(&flow(17, n), flow(17, n).hash64(), 50), Some(&n));
+        }
+        // Odd values may be evicted, 6 counts as expired: the expired one
+        // goes first although 1 is older.
+        let judge = |_: &FlowKey, v: &u32, _: u64| match *v {
+            6 => Some(DisplaceReason::Expired),
+            v if v % 2 == 1 => Some(DisplaceReason::Evicted),
+            _ => None,
+        };
+        let e = t
+            .insert_with(&new, new.hash64(), 50, Admit::Free, judge)
+            .unwrap();
+        assert!(matches!(
+            e.kind,
+            EntryKind::Replaced(Displaced {
+                value: 6,
+                reason: DisplaceReason::Expired,
+                ..
+            })
+        ));
+        let new2 = flow(17, 98);
+        let e = t
+            .insert_with(&new2, new2.hash64(), 51, Admit::Free, judge)
+            .unwrap();
+        match e.kind {
+            EntryKind::Replaced(d) => {
+                assert_eq!(
+                    (d.value, d.reason),
+                    (1, DisplaceReason::Evicted),
+                    "the oldest odd one"
+                );
+                assert_eq!(d.key, flow(17, 1));
+            }
+            other => panic!("expected a replacement, got {other:?}"),
+        }
+        assert_eq!(t.len(), BUCKET_SLOTS);
+        assert_eq!(
+            (
+                t.stats().evictions,
+                t.stats().expirations,
+                t.stats().inserts
+            ),
+            (1, 1, 12)
+        );
+    }
+
+    #[test]
+    fn insert_with_displace_only_never_takes_a_free_slot() {
+        let mut t = table::<u32>(100);
+        let a = flow(17, 1);
+        assert!(t
+            .insert_with(&a, a.hash64(), 0, Admit::DisplaceOnly, |_, _, _| Some(
+                DisplaceReason::Evicted
+            ))
+            .is_none());
+        assert!(t.is_empty());
+        *t.insert_with(&a, a.hash64(), 0, Admit::Free, |_, _, _| None)
+            .unwrap()
+            .value = 7;
+        // Same buckets as `a` (same hash), so `a` is the candidate.
+        let b = flow(17, 2);
+        let e = t
+            .insert_with(&b, a.hash64(), 1, Admit::DisplaceOnly, |_, v, _| {
+                (*v == 7).then_some(DisplaceReason::Evicted)
+            })
+            .unwrap();
+        assert!(matches!(
+            e.kind,
+            EntryKind::Replaced(Displaced { value: 7, .. })
+        ));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn expire_by_removes_what_the_caller_calls_idle() {
+        let mut t = table::<u32>(1000);
+        for n in 0..50u32 {
+            let k = flow(6, n);
+            *t.lookup_or_insert(&k, k.hash64(), 0).value = n;
+        }
+        let mut ages = Vec::new();
+        let removed = t.expire_by(10, t.bucket_count(), |_, v, idle| {
+            ages.push(idle);
+            *v < 20
+        });
+        assert_eq!(removed, 20);
+        assert_eq!(t.len(), 30);
+        assert!(ages.iter().all(|&a| a == 10));
+        assert!(t.iter().all(|(_, v)| *v >= 20));
+        assert_eq!(t.stats().expirations, 20);
     }
 
     #[test]
