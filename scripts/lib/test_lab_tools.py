@@ -808,5 +808,26 @@ class StreamEndToEnd(unittest.TestCase):
         self.assertEqual((got["received"], got["first_seq"], got["last_seq"], got["lost"]), (50, 0, 49, 0))
 
 
+class SteeringCheck(unittest.TestCase):
+    """sla_check's steering verdict counts the tunnel's packets per path, so
+    probe and BFD traffic, which grows with how long the step took, cannot
+    sway it (it did with interface bytes on a loaded machine)."""
+
+    def test_a_stream_on_its_path_passes_whatever_else_the_path_carries(self):
+        self.assertTrue(sla_check.judge_steering(2, 0, 3000, 3000, 3000))
+        self.assertTrue(sla_check.judge_steering(1, 3000, 12, 2990, 3000))
+
+    def test_a_stream_split_over_both_paths_fails(self):
+        self.assertFalse(sla_check.judge_steering(2, 1000, 2000, 3000, 3000))
+        self.assertFalse(sla_check.judge_steering(2, 200, 2800, 3000, 3000))
+
+    def test_a_stream_on_the_other_path_fails(self):
+        self.assertFalse(sla_check.judge_steering(2, 3000, 0, 3000, 3000))
+
+    def test_a_stream_that_did_not_arrive_fails(self):
+        self.assertFalse(sla_check.judge_steering(2, 0, 3000, 1000, 3000))
+        self.assertFalse(sla_check.judge_steering(2, 0, 0, 0, 0))
+
+
 if __name__ == "__main__":
     unittest.main()
