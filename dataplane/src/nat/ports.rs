@@ -111,7 +111,7 @@ impl PortSlice {
         }
         let d = p - self.first;
         let n = u32::from(self.workers);
-        (d % n == 0).then_some(d / n)
+        d.is_multiple_of(n).then_some(d / n)
     }
 
     /// The slice's ports in order.

@@ -543,7 +543,7 @@ mod tests {
         let mut rng = XorShift(5);
         let mut now = 0;
         for round in 0..4000 {
-            let addr = 0x0a00_0000 | rng.next_u32() % 64;
+            let addr = 0x0a00_0000 | (rng.next_u32() % 64);
             let port = 1000 + rng.next_u16() % 16;
             if rng.below(3) == 0 {
                 // Age everything a little; the sweep removes some.

@@ -608,3 +608,259 @@ fn a_mapping_restarted_after_expiry_forgets_its_remotes() {
     assert!(inb(&mut n, udp(SRV2, 53, EXT, port, b""), 401 * SEC).is_ok());
     assert_eq!(n.stats().created, 2);
 }
+
+// ---- ICMP errors ----
+
+/// A router in the middle answers an outbound packet with "fragmentation
+/// needed", quoting `quote_len` bytes of the packet as it left the NAT
+/// (None: all of it). After translation the error must be exactly the one
+/// the router would have sent the LAN host without a NAT.
+fn check_frag_needed_round_trip(n: &mut Nat, original: Vec<u8>, quote_len: Option<usize>) {
+    let wire = out(n, original.clone(), 0);
+    let len = quote_len.unwrap_or(wire.len());
+    let mut err = frag_needed(ROUTER, EXT, &wire[..len]);
+    assert_eq!(n.inbound(&mut err, EST, SEC), Ok(Inbound::Translated));
+    assert_checksums(&err);
+    assert_eq!(err, frag_needed(ROUTER, LAN_A, &original[..len]));
+}
+
+#[test]
+fn frag_needed_from_a_router_in_the_middle_is_translated_with_valid_checksums() {
+    let mut n = nat(|_| {});
+    // Whole quotes (RFC 1812 routers quote up to 576 bytes), so the quoted
+    // TCP and UDP checksums are rewritten too; odd lengths pad the ICMP sum.
+    check_frag_needed_round_trip(&mut n, tcp(LAN_A, 51000, SRV1, 443, ACK, &[7; 101]), None);
+    check_frag_needed_round_trip(&mut n, udp(LAN_A, 40000, SRV1, 4500, &[9; 33]), None);
+    check_frag_needed_round_trip(&mut n, echo(LAN_A, SRV1, true, 0x77), None);
+    // RFC 792 minimum quotes: IP header + 8 bytes (no TCP checksum in it).
+    check_frag_needed_round_trip(&mut n, tcp(LAN_A, 51001, SRV1, 443, ACK, b"x"), Some(28));
+    check_frag_needed_round_trip(&mut n, udp(LAN_A, 40001, SRV1, 4500, b"y"), Some(28));
+    assert_eq!(n.stats().icmp_errors, 5);
+}
+
+#[test]
+fn quoted_udp_without_checksum_keeps_a_zero_checksum() {
+    let mut n = nat(|_| {});
+    let mut original = udp(LAN_A, 40000, SRV1, 53, b"q");
+    original[26..28].fill(0);
+    check_frag_needed_round_trip(&mut n, original, None);
+}
+
+#[test]
+fn time_exceeded_and_port_unreachable_are_translated_too() {
+    let mut n = nat(|_| {});
+    let wire = out(&mut n, udp(LAN_A, 33434, SRV1, 33435, b"trace"), 0);
+    let original = udp(LAN_A, 33434, SRV1, 33435, b"trace");
+    // A traceroute hop, and the destination's port unreachable.
+    let mut te = icmp(ROUTER, EXT, 11, 0, [0; 4], &wire);
+    assert_eq!(n.inbound(&mut te, EST, 1), Ok(Inbound::Translated));
+    assert_eq!(te, icmp(ROUTER, LAN_A, 11, 0, [0; 4], &original));
+    let mut pu = icmp(SRV1, EXT, 3, 3, [0; 4], &wire);
+    assert_eq!(n.inbound(&mut pu, EST, 1), Ok(Inbound::Translated));
+    assert_eq!(pu, icmp(SRV1, LAN_A, 3, 3, [0; 4], &original));
+}
+
+#[test]
+fn icmp_errors_refresh_no_mapping() {
+    let mut n = nat(|_| {});
+    let wire = out(&mut n, udp(LAN_A, 40000, SRV1, 53, b""), 0);
+    let lan: u32 = LAN_A.into();
+    let mut err = frag_needed(ROUTER, EXT, &wire);
+    n.inbound(&mut err, EST, 299 * SEC).unwrap();
+    assert_eq!(n.mapping_of(NatProto::Udp, lan, 40000, 301 * SEC), None);
+}
+
+#[test]
+fn spoofed_icmp_errors_with_no_mapping_are_dropped_and_counted() {
+    let mut n = nat(|_| {});
+    let wire = out(&mut n, udp(LAN_A, 40000, SRV1, 53, b""), 0);
+    let port = sport(&wire);
+    // A quote of a packet we never sent: a port with no mapping.
+    let forged = udp(EXT, port ^ 1, SRV1, 53, b"");
+    // A quote from the right port but to a remote the mapping never
+    // contacted (address-dependent filtering).
+    let wrong_remote = udp(EXT, port, SRV2, 53, b"");
+    // A quote whose source is not the external address.
+    let not_ours = udp(LAN_B, port, SRV1, 53, b"");
+    // An error about an ICMP error.
+    let nested = frag_needed(SRV1, EXT, &wire);
+    for quote in [forged, wrong_remote, not_ours, nested] {
+        let original = frag_needed(ROUTER, EXT, &quote);
+        let mut p = original.clone();
+        assert_eq!(
+            n.inbound(&mut p, EST, SEC),
+            Err(NatDrop::IcmpErrorUnmatched)
+        );
+        assert_eq!(p, original);
+    }
+    // No quote at all.
+    let mut bare = icmp(ROUTER, EXT, 3, 1, [0; 4], &[]);
+    assert_eq!(
+        n.inbound(&mut bare, EST, SEC),
+        Err(NatDrop::IcmpErrorUnmatched)
+    );
+    assert_eq!(n.stats().dropped(NatDrop::IcmpErrorUnmatched), 5);
+    assert_eq!(n.stats().icmp_errors, 0);
+}
+
+#[test]
+fn an_icmp_error_from_the_lan_about_an_inbound_packet_is_translated() {
+    let mut n = nat(|_| {});
+    let port = sport(&out(&mut n, udp(LAN_A, 40000, SRV1, 53, b""), 0));
+    // SRV1 sends to the mapping; LAN_A's stack answers port unreachable.
+    let sent = udp(SRV1, 53, EXT, port, b"late answer");
+    let delivered = inb(&mut n, sent.clone(), 1).unwrap();
+    let mut err = icmp(LAN_A, SRV1, 3, 3, [0; 4], &delivered);
+    assert_eq!(n.outbound(&mut err, EST, 2), Ok(Outbound::Translated));
+    assert_checksums(&err);
+    // SRV1 sees the error about the packet it sent, from the NAT.
+    assert_eq!(err, icmp(EXT, SRV1, 3, 3, [0; 4], &sent));
+    // Without a mapping: dropped.
+    let mut err = icmp(LAN_B, SRV1, 3, 3, [0; 4], &udp(SRV1, 53, LAN_B, 1, b""));
+    assert_eq!(
+        n.outbound(&mut err, EST, 2),
+        Err(NatDrop::IcmpErrorUnmatched)
+    );
+}
+
+// ---- fragments, other protocols, garbage ----
+
+#[test]
+fn non_first_fragments_get_the_external_source_outbound_and_are_dropped_inbound() {
+    let mut n = nat(|_| {});
+    let mut frag = udp(LAN_A, 40000, SRV1, 53, &[1; 40]);
+    frag[6..8].copy_from_slice(&(185u16).to_be_bytes()); // offset 1480
+    frag[10..12].fill(0);
+    let ck = checksum::data(&frag[..20]);
+    frag[10..12].copy_from_slice(&ck.to_be_bytes());
+    let payload = frag[20..].to_vec();
+    let mut p = frag.clone();
+    assert_eq!(n.outbound(&mut p, EST, 0), Ok(Outbound::Translated));
+    assert_eq!(src(&p), EXT);
+    assert_eq!(checksum::data(&p[..20]), 0);
+    assert_eq!(&p[20..], &payload[..], "payload untouched");
+    assert_eq!(n.table().live(), 0);
+    let mut back = p.clone();
+    back[12..16].copy_from_slice(&SRV1.octets());
+    back[16..20].copy_from_slice(&EXT.octets());
+    assert_eq!(n.inbound(&mut back, EST, 0), Err(NatDrop::Fragment));
+}
+
+#[test]
+fn ipv6_and_other_protocols_are_unsupported() {
+    let mut n = nat(|_| {});
+    let mut v6 = vec![0x60; 60];
+    assert_eq!(n.outbound(&mut v6, EST, 0), Err(NatDrop::Unsupported));
+    let mut gre = ipv4(LAN_A, SRV1, 47, &[0; 8]);
+    assert_eq!(n.outbound(&mut gre, EST, 0), Err(NatDrop::Unsupported));
+    let mut ping_to_us = echo(SRV1, EXT, true, 1);
+    assert_eq!(
+        n.inbound(&mut ping_to_us, EST, 0),
+        Err(NatDrop::Unsupported)
+    );
+    let mut short_tcp = ipv4(LAN_A, SRV1, TCP, &[0; 12]);
+    assert_eq!(n.outbound(&mut short_tcp, EST, 0), Err(NatDrop::Malformed));
+    assert_eq!(n.stats().dropped(NatDrop::Unsupported), 3);
+    assert_eq!(n.stats().dropped(NatDrop::Malformed), 1);
+}
+
+/// Random buffers, and valid packets with random bytes changed, through
+/// both directions: no panic, and every call ends in exactly one counted
+/// outcome.
+#[test]
+fn random_and_mutated_packets_never_panic_and_are_each_counted_once() {
+    let mut n = nat(|c| c.filtering = Filtering::EndpointIndependent);
+    let mut rng = XorShift(0x5508);
+    let seeds = [
+        udp(LAN_A, 40000, SRV1, 53, b"q"),
+        tcp(LAN_A, 51000, SRV1, 443, ACK, b"data"),
+        echo(LAN_A, SRV1, true, 3),
+        frag_needed(ROUTER, EXT, &udp(EXT, 20001, SRV1, 53, b"")),
+        frag_needed(ROUTER, EXT, &tcp(EXT, 20002, SRV1, 443, ACK, b"")),
+        icmp(LAN_A, SRV1, 3, 3, [0; 4], &udp(SRV1, 53, LAN_A, 40000, b"")),
+    ];
+    let (mut ok_out, mut ok_in, mut errors, mut other) = (0u64, 0u64, 0u64, 0u64);
+    for i in 0..100_000u64 {
+        let mut p = if i % 2 == 0 {
+            let mut b = vec![0u8; rng.below(80)];
+            rng.fill(&mut b);
+            if !b.is_empty() && rng.below(2) == 0 {
+                b[0] = 0x45;
+            }
+            b
+        } else {
+            let mut b = seeds[rng.below(seeds.len())].clone();
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(b.len());
+                b[at] = rng.next_u8();
+            }
+            if rng.below(4) == 0 {
+                b.truncate(rng.below(b.len()));
+            }
+            b
+        };
+        let phase = if rng.below(2) == 0 { EST } else { TRANS };
+        if rng.below(2) == 0 {
+            match n.outbound(&mut p, phase, i) {
+                Ok(Outbound::Translated) => ok_out += 1,
+                Ok(Outbound::HandOff { .. }) => other += 1,
+                Err(_) => errors += 1,
+            }
+        } else {
+            match n.inbound(&mut p, phase, i) {
+                Ok(Inbound::Translated) => ok_in += 1,
+                Ok(_) => other += 1,
+                Err(_) => errors += 1,
+            }
+        }
+        if i % 10_000 == 0 {
+            n.expire(i, 1000);
+        }
+    }
+    let s = n.stats();
+    assert_eq!(s.outbound, ok_out);
+    assert_eq!(s.inbound, ok_in);
+    assert_eq!(s.dropped_total(), errors);
+    assert_eq!(ok_out + ok_in + errors + other, 100_000);
+    // Both kinds of outcome happened, so the inputs reached deep.
+    assert!(ok_out > 1000 && ok_in > 100 && errors > 10_000, "{s:?}");
+    n.table().check_index();
+}
+
+/// Unsolicited packets to random ports of the external address: one slot
+/// read each (no index probe), no mapping created, each counted.
+#[test]
+fn a_wan_flood_to_random_ports_costs_one_lookup_each_and_creates_no_state() {
+    let mut n = nat(|_| {});
+    for i in 0..100 {
+        out(&mut n, udp(LAN_A, 1000 + i, SRV1, 53, b""), 0);
+    }
+    let live = n.table().live();
+    let created = n.stats().created;
+    let mut rng = XorShift(0xf100d);
+    let reads_before = n.table().reads.get();
+    const FLOOD: u64 = 100_000;
+    for i in 0..FLOOD {
+        let from = Ipv4Addr::from(rng.next_u32() | 1);
+        let port = 20000 + rng.next_u16() % 10000;
+        let mut p = if i % 2 == 0 {
+            udp(from, 53, EXT, port, b"")
+        } else {
+            tcp(from, 80, EXT, port, SYN, b"")
+        };
+        let r = n.inbound(&mut p, TRANS, SEC);
+        assert!(
+            matches!(r, Err(NatDrop::NoMapping) | Err(NatDrop::Filtered)),
+            "{r:?}"
+        );
+    }
+    assert_eq!(n.table().reads.get() - reads_before, FLOOD);
+    assert_eq!(n.table().live(), live);
+    assert_eq!(n.stats().created, created);
+    let s = n.stats();
+    assert_eq!(
+        s.dropped(NatDrop::NoMapping) + s.dropped(NatDrop::Filtered),
+        FLOOD
+    );
+    assert!(s.dropped(NatDrop::NoMapping) > FLOOD * 9 / 10);
+}
