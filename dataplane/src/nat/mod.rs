@@ -18,10 +18,11 @@
 //!   transitory at least 4 min (REQ-5). The TCP phase comes from the
 //!   caller ([`TcpPhase`]), normally the firewall's conntrack state, so
 //!   TCP is not tracked twice.
-//! - RFC 5508 (ICMP): the echo identifier is mapped like a port (REQ-1),
-//!   query mappings live at least 60 s (REQ-1), ICMP errors are translated
+//! - RFC 5508 (ICMP): the echo identifier is mapped like a port and query
+//!   mappings live at least 60 s (REQ-1); ICMP errors with a bad ICMP or
+//!   quoted IP checksum are dropped (REQ-3), the others are translated
 //!   both ways with the embedded packet's addresses, ports and checksums
-//!   fixed (REQ-3, REQ-4), and errors that match no mapping are dropped.
+//!   fixed, and errors that match no mapping are dropped.
 //! - RFC 7857 (updates): port randomisation (RFC 6056 style, keyed hash
 //!   start), a RST moves a TCP mapping to the transitory timeout rather
 //!   than deleting it, ICMP errors never create or refresh mappings.

@@ -771,12 +771,17 @@ fn ipv6_and_other_protocols_are_unsupported() {
 fn random_and_mutated_packets_never_panic_and_are_each_counted_once() {
     let mut n = nat(|c| c.filtering = Filtering::EndpointIndependent);
     let mut rng = XorShift(0x5508);
+    // Live mappings, so that replies and errors about them translate.
+    let u = out(&mut n, udp(LAN_A, 40000, SRV1, 53, b"q"), 0);
+    let t = out(&mut n, tcp(LAN_A, 51000, SRV1, 443, ACK, b"data"), 0);
     let seeds = [
         udp(LAN_A, 40000, SRV1, 53, b"q"),
         tcp(LAN_A, 51000, SRV1, 443, ACK, b"data"),
         echo(LAN_A, SRV1, true, 3),
-        frag_needed(ROUTER, EXT, &udp(EXT, 20001, SRV1, 53, b"")),
-        frag_needed(ROUTER, EXT, &tcp(EXT, 20002, SRV1, 443, ACK, b"")),
+        udp(SRV1, 53, EXT, sport(&u), b"a"),
+        tcp(SRV1, 443, EXT, sport(&t), ACK, b"reply"),
+        frag_needed(ROUTER, EXT, &u),
+        frag_needed(ROUTER, EXT, &t),
         icmp(LAN_A, SRV1, 3, 3, [0; 4], &udp(SRV1, 53, LAN_A, 40000, b"")),
     ];
     let (mut ok_out, mut ok_in, mut errors, mut other) = (0u64, 0u64, 0u64, 0u64);
@@ -818,7 +823,7 @@ fn random_and_mutated_packets_never_panic_and_are_each_counted_once() {
         }
     }
     let s = n.stats();
-    assert_eq!(s.outbound, ok_out);
+    assert_eq!(s.outbound, ok_out + 2);
     assert_eq!(s.inbound, ok_in);
     assert_eq!(s.dropped_total(), errors);
     assert_eq!(ok_out + ok_in + errors + other, 100_000);
@@ -863,4 +868,25 @@ fn a_wan_flood_to_random_ports_costs_one_lookup_each_and_creates_no_state() {
         FLOOD
     );
     assert!(s.dropped(NatDrop::NoMapping) > FLOOD * 9 / 10);
+}
+
+#[test]
+fn icmp_errors_with_a_bad_icmp_or_quoted_ip_checksum_are_dropped_as_malformed() {
+    let mut n = nat(|_| {});
+    let wire = out(&mut n, udp(LAN_A, 40000, SRV1, 53, b"q"), 0);
+    let good = frag_needed(ROUTER, EXT, &wire);
+    // The ICMP checksum (20 + 2), and the quoted header's TTL without its
+    // checksum fixed (20 + 8 + 8), which the ICMP checksum then covers.
+    let mut bad_icmp = good.clone();
+    bad_icmp[22] ^= 0x40;
+    let mut bad_quote = good.clone();
+    bad_quote[36] ^= 1;
+    let m = icmp(ROUTER, EXT, 3, 4, [0, 0, 0x05, 0x78], &bad_quote[28..]);
+    for mut p in [bad_icmp, m] {
+        let original = p.clone();
+        assert_eq!(n.inbound(&mut p, EST, 1), Err(NatDrop::Malformed));
+        assert_eq!(p, original);
+    }
+    let mut p = good;
+    assert_eq!(n.inbound(&mut p, EST, 1), Ok(Inbound::Translated));
 }

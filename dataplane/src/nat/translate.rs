@@ -11,14 +11,15 @@
 //! that updates to 0 is sent as 0xffff.
 //!
 //! ICMP errors (destination unreachable including fragmentation needed,
-//! time exceeded, parameter problem) are translated both ways (RFC 5508
-//! REQ-3/4): the packet they quote is looked up as if it were travelling
-//! the other way; then the outer address, the quoted address and port,
-//! the quoted IP header checksum, the quoted transport checksum where the
-//! quote includes it, and the ICMP checksum are rewritten. Errors create
-//! and refresh nothing. An inbound error must also quote a packet sent to
-//! a remote the mapping's filtering admits, so a spoofed error has to
-//! guess both the external port and a remote endpoint.
+//! time exceeded, parameter problem) are translated both ways (RFC 5508):
+//! the packet they quote is looked up as if it were travelling the other
+//! way; then the outer address, the quoted address and port, the quoted
+//! IP header checksum, the quoted transport checksum where the quote
+//! includes it, and the ICMP checksum are rewritten. Errors create and
+//! refresh nothing; one with a bad ICMP checksum or quoted IP header
+//! checksum is dropped (RFC 5508 REQ-3). An inbound error must also quote
+//! a packet sent to a remote the mapping's filtering admits, so a spoofed
+//! error has to guess both the external port and a remote endpoint.
 //!
 //! Fragments: a first fragment is translated like any packet (the
 //! transport checksum covers the whole datagram, and only the
@@ -410,7 +411,15 @@ struct Quote {
 impl Quote {
     /// Reads the quote of the ICMP error in `ip` without trusting any of
     /// its lengths: the quoted datagram is truncated by design.
+    ///
+    /// An error whose ICMP checksum or quoted IP header checksum is wrong
+    /// is malformed (RFC 5508 REQ-3 a); the quoted transport checksum is
+    /// not checked (REQ-3 c: the quote is usually truncated), only updated.
     fn parse(ip: &[u8], h: &Header, way: Way) -> Result<Quote, NatDrop> {
+        let icmp = ip.get(h.hl..h.end).ok_or(NatDrop::Malformed)?;
+        if checksum::data(icmp) != 0 {
+            return Err(NatDrop::Malformed);
+        }
         let at = h.hl + field::ICMP_QUOTE;
         let q = ip.get(at..h.end).ok_or(NatDrop::Malformed)?;
         if q.len() < ipv4::HEADER_LEN || q[0] >> 4 != 4 {
@@ -421,6 +430,9 @@ impl Quote {
         let frag_offset = get16(q, 6) & 0x1fff;
         if qhl < ipv4::HEADER_LEN || q.len() < qhl + QUOTED_L4_MIN || frag_offset != 0 {
             return Err(NatDrop::IcmpErrorUnmatched);
+        }
+        if checksum::data(&q[..qhl]) != 0 {
+            return Err(NatDrop::Malformed);
         }
         let proto = NatProto::from_number(q[9]).ok_or(NatDrop::IcmpErrorUnmatched)?;
         let t = &q[qhl..];
