@@ -20,6 +20,7 @@ pub mod forward;
 pub mod fw;
 pub mod icmp_error;
 pub mod local;
+pub mod nat;
 pub mod neighbor;
 pub mod nexthop;
 pub mod policy;
