@@ -344,28 +344,7 @@ impl<V: Copy + Default> FlowTable<V> {
                 }),
             )
         };
-        self.stats.inserts += 1;
-        let bucket = &mut self.buckets[b];
-        bucket.tags[i] = tag;
-        bucket.stamps[i] = now;
-        let bit = 1u16 << i;
-        bucket.tcp = if key.proto == TCP {
-            bucket.tcp | bit
-        } else {
-            bucket.tcp & !bit
-        };
-        let slot = &mut self.slots[b * BUCKET_SLOTS + i];
-        *slot = Slot {
-            key: *key,
-            value: V::default(),
-        };
-        Entry {
-            value: &mut slot.value,
-            kind: match displaced {
-                None => EntryKind::Inserted,
-                Some(d) => EntryKind::Replaced(d),
-            },
-        }
+        self.occupy(b, i, key, tag, now, displaced)
     }
 
     /// Prefetches the metadata lines of a burst's flows, then the slots
@@ -546,28 +525,7 @@ impl<V: Copy + Default> FlowTable<V> {
                 }),
             )
         };
-        self.stats.inserts += 1;
-        let bucket = &mut self.buckets[b];
-        bucket.tags[i] = tag;
-        bucket.stamps[i] = now;
-        let bit = 1u16 << i;
-        bucket.tcp = if key.proto == TCP {
-            bucket.tcp | bit
-        } else {
-            bucket.tcp & !bit
-        };
-        let slot = &mut self.slots[b * BUCKET_SLOTS + i];
-        *slot = Slot {
-            key: *key,
-            value: V::default(),
-        };
-        Some(Entry {
-            value: &mut slot.value,
-            kind: match displaced {
-                None => EntryKind::Inserted,
-                Some(d) => EntryKind::Replaced(d),
-            },
-        })
+        Some(self.occupy(b, i, key, tag, now, displaced))
     }
 
     /// A sweep like [`FlowTable::expire_with`] whose caller decides what is
@@ -750,6 +708,44 @@ impl<V: Copy + Default> FlowTable<V> {
             self.other_timeout
         };
         now.wrapping_sub(bucket.stamps[i]) > timeout
+    }
+
+    /// Puts `key` with a `Default` value into slot `i` of bucket `b` (free,
+    /// or holding the flow `displaced` hands back), seen at `now`: the end
+    /// that [`FlowTable::lookup_or_insert`] and [`FlowTable::insert_with`]
+    /// share. Always inlined, as it is on the per-packet path.
+    #[inline(always)]
+    fn occupy(
+        &mut self,
+        b: usize,
+        i: usize,
+        key: &FlowKey,
+        tag: u16,
+        now: u32,
+        displaced: Option<Displaced<V>>,
+    ) -> Entry<'_, V> {
+        self.stats.inserts += 1;
+        let bucket = &mut self.buckets[b];
+        bucket.tags[i] = tag;
+        bucket.stamps[i] = now;
+        let bit = 1u16 << i;
+        bucket.tcp = if key.proto == TCP {
+            bucket.tcp | bit
+        } else {
+            bucket.tcp & !bit
+        };
+        let slot = &mut self.slots[b * BUCKET_SLOTS + i];
+        *slot = Slot {
+            key: *key,
+            value: V::default(),
+        };
+        Entry {
+            value: &mut slot.value,
+            kind: match displaced {
+                None => EntryKind::Inserted,
+                Some(d) => EntryKind::Replaced(d),
+            },
+        }
     }
 
     /// Frees a slot in one of two full buckets by moving their flows to
