@@ -306,22 +306,7 @@ impl<V: Copy + Default> FlowTable<V> {
                 }),
             };
         }
-        let free1 = empty_mask(&self.buckets[b1]);
-        let free2 = if b2 == b1 {
-            0
-        } else {
-            empty_mask(&self.buckets[b2])
-        };
-        let (b, i, displaced) = if free1 | free2 != 0 {
-            let b = if free1.count_ones() >= free2.count_ones() {
-                b1
-            } else {
-                b2
-            };
-            let free = if b == b1 { free1 } else { free2 };
-            self.len += 1;
-            (b, free.trailing_zeros() as usize, None)
-        } else if let Some((b, i)) = self.make_room(b1, b2) {
+        let (b, i, displaced) = if let Some((b, i)) = self.free_slot(b1, b2) {
             self.len += 1;
             (b, i, None)
         } else {
@@ -460,25 +445,10 @@ impl<V: Copy + Default> FlowTable<V> {
     {
         let now = self.stamp(now);
         let (b1, b2, tag) = self.place(hash);
-        let mut free = None;
-        if admit == Admit::Free {
-            let free1 = empty_mask(&self.buckets[b1]);
-            let free2 = if b2 == b1 {
-                0
-            } else {
-                empty_mask(&self.buckets[b2])
-            };
-            free = if free1 | free2 != 0 {
-                let (b, m) = if free1.count_ones() >= free2.count_ones() {
-                    (b1, free1)
-                } else {
-                    (b2, free2)
-                };
-                Some((b, m.trailing_zeros() as usize))
-            } else {
-                self.make_room(b1, b2)
-            };
-        }
+        let free = match admit {
+            Admit::Free => self.free_slot(b1, b2),
+            Admit::DisplaceOnly => None,
+        };
         let (b, i, displaced) = if let Some((b, i)) = free {
             self.len += 1;
             (b, i, None)
@@ -708,6 +678,29 @@ impl<V: Copy + Default> FlowTable<V> {
             self.other_timeout
         };
         now.wrapping_sub(bucket.stamps[i]) > timeout
+    }
+
+    /// A free slot for a new flow of buckets `b1` and `b2`: in the emptier
+    /// of the two (`b1` of equals), else one [`FlowTable::make_room`]
+    /// frees. Always inlined, as it is on the per-packet path.
+    #[inline(always)]
+    fn free_slot(&mut self, b1: usize, b2: usize) -> Option<(usize, usize)> {
+        let free1 = empty_mask(&self.buckets[b1]);
+        let free2 = if b2 == b1 {
+            0
+        } else {
+            empty_mask(&self.buckets[b2])
+        };
+        if free1 | free2 != 0 {
+            let (b, m) = if free1.count_ones() >= free2.count_ones() {
+                (b1, free1)
+            } else {
+                (b2, free2)
+            };
+            Some((b, m.trailing_zeros() as usize))
+        } else {
+            self.make_room(b1, b2)
+        }
     }
 
     /// Puts `key` with a `Default` value into slot `i` of bucket `b` (free,
