@@ -250,17 +250,7 @@ impl Nat {
                     _ => return Err(NatDrop::Unsupported),
                 }
             }
-            NatProto::Tcp | NatProto::Udp => {
-                let min = if proto == NatProto::Tcp {
-                    TCP_MIN_HEADER
-                } else {
-                    UDP_HEADER
-                };
-                if l4.len() < min {
-                    return Err(NatDrop::Malformed);
-                }
-                (get16(l4, field::SRC_PORT), get16(l4, field::DST_PORT))
-            }
+            NatProto::Tcp | NatProto::Udp => transport_ports(proto, l4)?,
         };
         let hash = self.table.hasher().hash(h.src, sport, h.proto);
         let owner = self.table.hasher().owner(hash);
@@ -309,17 +299,7 @@ impl Nat {
                     _ => return Err(NatDrop::Unsupported),
                 }
             }
-            NatProto::Tcp | NatProto::Udp => {
-                let min = if proto == NatProto::Tcp {
-                    TCP_MIN_HEADER
-                } else {
-                    UDP_HEADER
-                };
-                if l4.len() < min {
-                    return Err(NatDrop::Malformed);
-                }
-                (get16(l4, field::SRC_PORT), get16(l4, field::DST_PORT))
-            }
+            NatProto::Tcp | NatProto::Udp => transport_ports(proto, l4)?,
         };
         match self.owner_of(dport) {
             None => return Err(NatDrop::NoMapping),
@@ -371,8 +351,7 @@ impl Nat {
     /// destination is the internal endpoint.
     fn outbound_error(&mut self, ip: &mut [u8], h: &Header, now: u64) -> Result<Outbound, NatDrop> {
         let q = Quote::parse(ip, h, Way::Out)?;
-        let hasher = self.table.hasher();
-        let owner = hasher.owner(hasher.hash(q.addr, q.port, q.proto.number()));
+        let owner = self.internal_owner(q.proto, q.addr, q.port);
         if owner != self.worker {
             return Ok(Outbound::HandOff { worker: owner });
         }
@@ -531,6 +510,22 @@ impl Quote {
         }
         set16(icmp, field::ICMP_CHECKSUM, icmp_ck);
     }
+}
+
+/// The source and destination ports of a TCP or UDP packet's transport
+/// header `l4`, which must be whole (a quote's need not: see
+/// [`Quote::parse`]).
+#[inline]
+fn transport_ports(proto: NatProto, l4: &[u8]) -> Result<(u16, u16), NatDrop> {
+    let min = if proto == NatProto::Tcp {
+        TCP_MIN_HEADER
+    } else {
+        UDP_HEADER
+    };
+    if l4.len() < min {
+        return Err(NatDrop::Malformed);
+    }
+    Ok((get16(l4, field::SRC_PORT), get16(l4, field::DST_PORT)))
 }
 
 /// Rewrites the IPv4 address at `at` (source or destination) and the
