@@ -442,14 +442,7 @@ impl RuleSet {
 mod tests {
     use super::*;
     use crate::dpi::types::Confidence;
-
-    fn prefix(s: &str) -> Prefix {
-        let (a, l) = s.split_once('/').unwrap();
-        Prefix {
-            addr: a.parse().unwrap(),
-            len: l.parse().unwrap(),
-        }
-    }
+    use crate::fw::tests::{one_pair, prefix};
 
     fn facts(src: &str, dst: &str, proto: u8, dport: u16) -> FlowFacts {
         FlowFacts {
@@ -459,18 +452,6 @@ mod tests {
             dport,
             icmp_type: None,
         }
-    }
-
-    fn one_pair(from: Zone, to: Zone, default: Option<Action>, rules: Vec<RuleConfig>) -> RuleSet {
-        RuleSet::compile(&RulesConfig {
-            pairs: vec![ZonePairConfig {
-                from,
-                to,
-                default,
-                rules,
-            }],
-        })
-        .unwrap()
     }
 
     #[test]

@@ -369,7 +369,8 @@ fn wan_originated_new_flows_are_denied_by_default_and_counted() {
     );
 }
 
-fn prefix(s: &str) -> Prefix {
+/// `"10.0.0.0/8"` as a [`Prefix`] (shared with `rules`' own tests).
+pub(super) fn prefix(s: &str) -> Prefix {
     let (a, l) = s.split_once('/').unwrap();
     Prefix {
         addr: ip(a),
@@ -377,7 +378,13 @@ fn prefix(s: &str) -> Prefix {
     }
 }
 
-fn rules(from: Zone, to: Zone, default: Option<Action>, rules: Vec<RuleConfig>) -> RuleSet {
+/// Rules for one zone pair, compiled (shared with `rules`' own tests).
+pub(super) fn one_pair(
+    from: Zone,
+    to: Zone,
+    default: Option<Action>,
+    rules: Vec<RuleConfig>,
+) -> RuleSet {
     RuleSet::compile(&RulesConfig {
         pairs: vec![ZonePairConfig {
             from,
@@ -400,7 +407,7 @@ fn an_allow_rule_by_prefix_and_port_admits_wan_flows() {
     });
     let mut deny_bad = RuleConfig::any(Action::Deny);
     deny_bad.src = Some(prefix("203.0.113.0/24"));
-    let mut f = fw_with(1000, rules(Wan, Lan, None, vec![deny_bad, r]), |_| {});
+    let mut f = fw_with(1000, one_pair(Wan, Lan, None, vec![deny_bad, r]), |_| {});
     let syn = tcp(S, 50000, "10.0.0.10", 443, SYN);
     assert!(f.check(&syn, Wan, Lan, None, 0).is_allow());
     assert!(f
@@ -444,7 +451,7 @@ fn class(app: u16, category: Category) -> Classification {
 fn a_category_rule_blocks_a_flow_once_it_is_classified() {
     let mut deny = RuleConfig::any(Action::Deny);
     deny.app = Some(AppMatch::Category(Category::Gaming));
-    let mut f = fw_with(1000, rules(Lan, Wan, None, vec![deny]), |_| {});
+    let mut f = fw_with(1000, one_pair(Lan, Wan, None, vec![deny]), |_| {});
     let game = udp(H, 3074, S, 3074);
     let web = udp(H, 3075, S, 443);
     for p in [&game, &web] {
@@ -481,7 +488,7 @@ fn an_app_allow_rule_admits_a_wan_flow_provisionally_under_default_deny() {
     let mut allow = RuleConfig::any(Action::Allow);
     allow.app = Some(AppMatch::App(AppId(9)));
     allow.proto = Some(17);
-    let mut f = fw_with(1000, rules(Wan, Lan, None, vec![allow]), |_| {});
+    let mut f = fw_with(1000, one_pair(Wan, Lan, None, vec![allow]), |_| {});
     let p = udp(S, 5060, H, 5060);
     assert!(f.check(&p, Wan, Lan, None, 0).is_allow());
     assert!(f
@@ -691,7 +698,7 @@ fn a_syn_flood_from_the_wan_holds_at_most_the_embryonic_quota() {
     open.proto = Some(6);
     let capacity = 2000;
     let quota = capacity / 4;
-    let mut f = fw_with(capacity, rules(Wan, Lan, None, vec![open]), |c| {
+    let mut f = fw_with(capacity, one_pair(Wan, Lan, None, vec![open]), |c| {
         c.max_embryonic = quota
     });
     // 500 established connections from the LAN.
