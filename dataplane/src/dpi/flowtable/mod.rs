@@ -510,27 +510,11 @@ impl<V: Copy + Default> FlowTable<V> {
     where
         F: FnMut(&FlowKey, &V, u64) -> bool,
     {
-        let now = self.stamp(now);
-        let nbuckets = self.buckets.len();
-        let mut removed = 0;
-        for _ in 0..budget.min(nbuckets) {
-            let b = self.cursor;
-            self.cursor = if b + 1 == nbuckets { 0 } else { b + 1 };
-            let mut m = !empty_mask(&self.buckets[b]) & full_mask();
-            while m != 0 {
-                let i = m.trailing_zeros() as usize;
-                m &= m - 1;
-                let age = u64::from(now.wrapping_sub(self.buckets[b].stamps[i])) << self.shift;
-                let slot = &self.slots[b * BUCKET_SLOTS + i];
-                if idle(&slot.key, &slot.value, age) {
-                    self.buckets[b].tags[i] = 0;
-                    removed += 1;
-                }
-            }
-        }
-        self.len -= removed;
-        self.stats.expirations += removed as u64;
-        removed
+        self.sweep(now, budget, |t, b, i, now| {
+            let age = u64::from(now.wrapping_sub(t.buckets[b].stamps[i])) << t.shift;
+            let slot = &t.slots[b * BUCKET_SLOTS + i];
+            idle(&slot.key, &slot.value, age)
+        })
     }
 
     /// Removes the flows idle at `now` from the next `budget` buckets (a
@@ -547,27 +531,14 @@ impl<V: Copy + Default> FlowTable<V> {
     where
         F: FnMut(&FlowKey, V),
     {
-        let now = self.stamp(now);
-        let nbuckets = self.buckets.len();
-        let mut removed = 0;
-        for _ in 0..budget.min(nbuckets) {
-            let b = self.cursor;
-            self.cursor = if b + 1 == nbuckets { 0 } else { b + 1 };
-            let mut m = !empty_mask(&self.buckets[b]) & full_mask();
-            while m != 0 {
-                let i = m.trailing_zeros() as usize;
-                m &= m - 1;
-                if self.is_idle(b, i, now) {
-                    self.buckets[b].tags[i] = 0;
-                    let slot = &self.slots[b * BUCKET_SLOTS + i];
-                    f(&slot.key, slot.value);
-                    removed += 1;
-                }
+        self.sweep(now, budget, |t, b, i, now| {
+            if !t.is_idle(b, i, now) {
+                return false;
             }
-        }
-        self.len -= removed;
-        self.stats.expirations += removed as u64;
-        removed
+            let slot = &t.slots[b * BUCKET_SLOTS + i];
+            f(&slot.key, slot.value);
+            true
+        })
     }
 
     /// Flows in the table, including idle ones the sweep has not reached.
@@ -678,6 +649,37 @@ impl<V: Copy + Default> FlowTable<V> {
             self.other_timeout
         };
         now.wrapping_sub(bucket.stamps[i]) > timeout
+    }
+
+    /// The sweep of [`FlowTable::expire_with`] and [`FlowTable::expire_by`]:
+    /// visits the occupied slots of the next `budget` buckets from the
+    /// cursor and removes those for which `remove(table, bucket, slot,
+    /// now)` is true (`now` in stamp units). Returns how many it removed,
+    /// counted as expirations.
+    #[inline(always)]
+    fn sweep<F>(&mut self, now: u64, budget: usize, mut remove: F) -> usize
+    where
+        F: FnMut(&Self, usize, usize, u32) -> bool,
+    {
+        let now = self.stamp(now);
+        let nbuckets = self.buckets.len();
+        let mut removed = 0;
+        for _ in 0..budget.min(nbuckets) {
+            let b = self.cursor;
+            self.cursor = if b + 1 == nbuckets { 0 } else { b + 1 };
+            let mut m = !empty_mask(&self.buckets[b]) & full_mask();
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                m &= m - 1;
+                if remove(self, b, i, now) {
+                    self.buckets[b].tags[i] = 0;
+                    removed += 1;
+                }
+            }
+        }
+        self.len -= removed;
+        self.stats.expirations += removed as u64;
+        removed
     }
 
     /// A free slot for a new flow of buckets `b1` and `b2`: in the emptier
