@@ -441,8 +441,7 @@ impl RuleSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dpi::types::Confidence;
-    use crate::fw::tests::{one_pair, prefix};
+    use crate::fw::tests::{classified, one_pair, prefix};
 
     fn facts(src: &str, dst: &str, proto: u8, dport: u16) -> FlowFacts {
         FlowFacts {
@@ -549,15 +548,6 @@ mod tests {
             set.decide(Zone::Wan, Zone::Lan, &f, None).action,
             Action::Deny
         );
-    }
-
-    fn classified(app: u16, category: Category) -> Classification {
-        Classification {
-            app: AppId(app),
-            category,
-            confidence: Confidence::Dpi,
-            ..Default::default()
-        }
     }
 
     #[test]

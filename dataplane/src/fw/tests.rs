@@ -438,7 +438,9 @@ fn an_allow_rule_by_prefix_and_port_admits_wan_flows() {
     );
 }
 
-fn class(app: u16, category: Category) -> Classification {
+/// A DPI classification of `app` in `category` (shared with `rules`' own
+/// tests).
+pub(super) fn classified(app: u16, category: Category) -> Classification {
     Classification {
         app: AppId(app),
         category,
@@ -463,7 +465,7 @@ fn a_category_rule_blocks_a_flow_once_it_is_classified() {
     assert!(f
         .check(&udp(S, 3074, H, 3074), Wan, Lan, None, 1)
         .is_allow());
-    let gaming = class(40, Category::Gaming);
+    let gaming = classified(40, Category::Gaming);
     assert_eq!(
         dropped(f.check(&game, Lan, Wan, Some(&gaming), 2)),
         FwDrop::AppDeny
@@ -474,7 +476,7 @@ fn a_category_rule_blocks_a_flow_once_it_is_classified() {
         dropped(f.check(&udp(S, 3074, H, 3074), Wan, Lan, None, 3)),
         FwDrop::AppDeny
     );
-    let webc = class(3, Category::Web);
+    let webc = classified(3, Category::Web);
     assert!(f.check(&web, Lan, Wan, Some(&webc), 4).is_allow());
     assert!(
         f.check(&web, Lan, Wan, Some(&gaming), 5).is_allow(),
@@ -492,12 +494,12 @@ fn an_app_allow_rule_admits_a_wan_flow_provisionally_under_default_deny() {
     let p = udp(S, 5060, H, 5060);
     assert!(f.check(&p, Wan, Lan, None, 0).is_allow());
     assert!(f
-        .check(&p, Wan, Lan, Some(&class(9, Category::VoIP)), 1)
+        .check(&p, Wan, Lan, Some(&classified(9, Category::VoIP)), 1)
         .is_allow());
     let q = udp(S, 5061, H, 5061);
     assert!(f.check(&q, Wan, Lan, None, 2).is_allow());
     assert_eq!(
-        dropped(f.check(&q, Wan, Lan, Some(&class(8, Category::VoIP)), 3)),
+        dropped(f.check(&q, Wan, Lan, Some(&classified(8, Category::VoIP)), 3)),
         FwDrop::AppDeny
     );
     // TCP is not covered by the app rule: a final default deny.
