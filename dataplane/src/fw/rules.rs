@@ -441,15 +441,7 @@ impl RuleSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dpi::types::Confidence;
-
-    fn prefix(s: &str) -> Prefix {
-        let (a, l) = s.split_once('/').unwrap();
-        Prefix {
-            addr: a.parse().unwrap(),
-            len: l.parse().unwrap(),
-        }
-    }
+    use crate::fw::tests::{classified, one_pair, prefix};
 
     fn facts(src: &str, dst: &str, proto: u8, dport: u16) -> FlowFacts {
         FlowFacts {
@@ -459,18 +451,6 @@ mod tests {
             dport,
             icmp_type: None,
         }
-    }
-
-    fn one_pair(from: Zone, to: Zone, default: Option<Action>, rules: Vec<RuleConfig>) -> RuleSet {
-        RuleSet::compile(&RulesConfig {
-            pairs: vec![ZonePairConfig {
-                from,
-                to,
-                default,
-                rules,
-            }],
-        })
-        .unwrap()
     }
 
     #[test]
@@ -568,15 +548,6 @@ mod tests {
             set.decide(Zone::Wan, Zone::Lan, &f, None).action,
             Action::Deny
         );
-    }
-
-    fn classified(app: u16, category: Category) -> Classification {
-        Classification {
-            app: AppId(app),
-            category,
-            confidence: Confidence::Dpi,
-            ..Default::default()
-        }
     }
 
     #[test]

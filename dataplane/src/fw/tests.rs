@@ -369,7 +369,8 @@ fn wan_originated_new_flows_are_denied_by_default_and_counted() {
     );
 }
 
-fn prefix(s: &str) -> Prefix {
+/// `"10.0.0.0/8"` as a [`Prefix`] (shared with `rules`' own tests).
+pub(super) fn prefix(s: &str) -> Prefix {
     let (a, l) = s.split_once('/').unwrap();
     Prefix {
         addr: ip(a),
@@ -377,7 +378,13 @@ fn prefix(s: &str) -> Prefix {
     }
 }
 
-fn rules(from: Zone, to: Zone, default: Option<Action>, rules: Vec<RuleConfig>) -> RuleSet {
+/// Rules for one zone pair, compiled (shared with `rules`' own tests).
+pub(super) fn one_pair(
+    from: Zone,
+    to: Zone,
+    default: Option<Action>,
+    rules: Vec<RuleConfig>,
+) -> RuleSet {
     RuleSet::compile(&RulesConfig {
         pairs: vec![ZonePairConfig {
             from,
@@ -400,7 +407,7 @@ fn an_allow_rule_by_prefix_and_port_admits_wan_flows() {
     });
     let mut deny_bad = RuleConfig::any(Action::Deny);
     deny_bad.src = Some(prefix("203.0.113.0/24"));
-    let mut f = fw_with(1000, rules(Wan, Lan, None, vec![deny_bad, r]), |_| {});
+    let mut f = fw_with(1000, one_pair(Wan, Lan, None, vec![deny_bad, r]), |_| {});
     let syn = tcp(S, 50000, "10.0.0.10", 443, SYN);
     assert!(f.check(&syn, Wan, Lan, None, 0).is_allow());
     assert!(f
@@ -431,7 +438,9 @@ fn an_allow_rule_by_prefix_and_port_admits_wan_flows() {
     );
 }
 
-fn class(app: u16, category: Category) -> Classification {
+/// A DPI classification of `app` in `category` (shared with `rules`' own
+/// tests).
+pub(super) fn classified(app: u16, category: Category) -> Classification {
     Classification {
         app: AppId(app),
         category,
@@ -444,7 +453,7 @@ fn class(app: u16, category: Category) -> Classification {
 fn a_category_rule_blocks_a_flow_once_it_is_classified() {
     let mut deny = RuleConfig::any(Action::Deny);
     deny.app = Some(AppMatch::Category(Category::Gaming));
-    let mut f = fw_with(1000, rules(Lan, Wan, None, vec![deny]), |_| {});
+    let mut f = fw_with(1000, one_pair(Lan, Wan, None, vec![deny]), |_| {});
     let game = udp(H, 3074, S, 3074);
     let web = udp(H, 3075, S, 443);
     for p in [&game, &web] {
@@ -456,7 +465,7 @@ fn a_category_rule_blocks_a_flow_once_it_is_classified() {
     assert!(f
         .check(&udp(S, 3074, H, 3074), Wan, Lan, None, 1)
         .is_allow());
-    let gaming = class(40, Category::Gaming);
+    let gaming = classified(40, Category::Gaming);
     assert_eq!(
         dropped(f.check(&game, Lan, Wan, Some(&gaming), 2)),
         FwDrop::AppDeny
@@ -467,7 +476,7 @@ fn a_category_rule_blocks_a_flow_once_it_is_classified() {
         dropped(f.check(&udp(S, 3074, H, 3074), Wan, Lan, None, 3)),
         FwDrop::AppDeny
     );
-    let webc = class(3, Category::Web);
+    let webc = classified(3, Category::Web);
     assert!(f.check(&web, Lan, Wan, Some(&webc), 4).is_allow());
     assert!(
         f.check(&web, Lan, Wan, Some(&gaming), 5).is_allow(),
@@ -481,16 +490,16 @@ fn an_app_allow_rule_admits_a_wan_flow_provisionally_under_default_deny() {
     let mut allow = RuleConfig::any(Action::Allow);
     allow.app = Some(AppMatch::App(AppId(9)));
     allow.proto = Some(17);
-    let mut f = fw_with(1000, rules(Wan, Lan, None, vec![allow]), |_| {});
+    let mut f = fw_with(1000, one_pair(Wan, Lan, None, vec![allow]), |_| {});
     let p = udp(S, 5060, H, 5060);
     assert!(f.check(&p, Wan, Lan, None, 0).is_allow());
     assert!(f
-        .check(&p, Wan, Lan, Some(&class(9, Category::VoIP)), 1)
+        .check(&p, Wan, Lan, Some(&classified(9, Category::VoIP)), 1)
         .is_allow());
     let q = udp(S, 5061, H, 5061);
     assert!(f.check(&q, Wan, Lan, None, 2).is_allow());
     assert_eq!(
-        dropped(f.check(&q, Wan, Lan, Some(&class(8, Category::VoIP)), 3)),
+        dropped(f.check(&q, Wan, Lan, Some(&classified(8, Category::VoIP)), 3)),
         FwDrop::AppDeny
     );
     // TCP is not covered by the app rule: a final default deny.
@@ -691,7 +700,7 @@ fn a_syn_flood_from_the_wan_holds_at_most_the_embryonic_quota() {
     open.proto = Some(6);
     let capacity = 2000;
     let quota = capacity / 4;
-    let mut f = fw_with(capacity, rules(Wan, Lan, None, vec![open]), |c| {
+    let mut f = fw_with(capacity, one_pair(Wan, Lan, None, vec![open]), |c| {
         c.max_embryonic = quota
     });
     // 500 established connections from the LAN.

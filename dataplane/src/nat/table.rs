@@ -69,6 +69,21 @@ struct Mapping {
 
 const _: () = assert!(std::mem::size_of::<Mapping>() == 36);
 
+impl Mapping {
+    /// A live mapping of internal `(addr, port)` seen at `now`, with no
+    /// remote endpoints and no TCP phase yet: what both a new mapping and
+    /// one started over in an idled-out slot begin as.
+    fn new(addr: u32, port: u16, now: u32) -> Mapping {
+        Mapping {
+            int_addr: addr,
+            int_port: port,
+            flags: LIVE,
+            stamp: now,
+            ..Mapping::default()
+        }
+    }
+}
+
 /// A slot number: `proto * slice_len + offset`.
 pub type Slot = u32;
 
@@ -283,14 +298,7 @@ impl MappingTable {
                 // the port but not the old filtering state.
                 self.expired += 1;
                 self.created += 1;
-                let m = &mut self.mappings[slot as usize];
-                *m = Mapping {
-                    int_addr: addr,
-                    int_port: port,
-                    flags: LIVE,
-                    stamp: now,
-                    ..Mapping::default()
-                };
+                self.mappings[slot as usize] = Mapping::new(addr, port, now);
             }
             return Ok(slot);
         }
@@ -333,13 +341,7 @@ impl MappingTable {
                 self.remove(slot);
                 self.expired += 1;
             }
-            self.mappings[slot as usize] = Mapping {
-                int_addr: addr,
-                int_port: port,
-                flags: LIVE,
-                stamp: now,
-                ..Mapping::default()
-            };
+            self.mappings[slot as usize] = Mapping::new(addr, port, now);
             let mut pos = h as usize & self.mask;
             while self.index[pos] != EMPTY {
                 pos = (pos + 1) & self.mask;

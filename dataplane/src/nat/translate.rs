@@ -237,30 +237,9 @@ impl Nat {
             return Ok(Outbound::Translated);
         }
         let l4 = ip.get(h.hl..h.end).ok_or(NatDrop::Malformed)?;
-        let (sport, dport) = match proto {
-            NatProto::Icmp => {
-                if l4.len() < ICMP_HEADER {
-                    return Err(NatDrop::Malformed);
-                }
-                match l4[0] {
-                    ICMP_ECHO_REQUEST => (get16(l4, field::ICMP_ECHO_ID), 0),
-                    ICMP_DST_UNREACHABLE | ICMP_TIME_EXCEEDED | ICMP_PARAM_PROBLEM => {
-                        return self.outbound_error(ip, &h, now);
-                    }
-                    _ => return Err(NatDrop::Unsupported),
-                }
-            }
-            NatProto::Tcp | NatProto::Udp => {
-                let min = if proto == NatProto::Tcp {
-                    TCP_MIN_HEADER
-                } else {
-                    UDP_HEADER
-                };
-                if l4.len() < min {
-                    return Err(NatDrop::Malformed);
-                }
-                (get16(l4, field::SRC_PORT), get16(l4, field::DST_PORT))
-            }
+        let (sport, dport) = match l4_ports(proto, l4, Way::Out)? {
+            L4Ports::Ports(sport, dport) => (sport, dport),
+            L4Ports::IcmpError => return self.outbound_error(ip, &h, now),
         };
         let hash = self.table.hasher().hash(h.src, sport, h.proto);
         let owner = self.table.hasher().owner(hash);
@@ -294,32 +273,9 @@ impl Nat {
             return Err(NatDrop::Fragment);
         }
         let l4 = ip.get(h.hl..h.end).ok_or(NatDrop::Malformed)?;
-        let (sport, dport) = match proto {
-            NatProto::Icmp => {
-                if l4.len() < ICMP_HEADER {
-                    return Err(NatDrop::Malformed);
-                }
-                match l4[0] {
-                    ICMP_ECHO_REPLY => (0, get16(l4, field::ICMP_ECHO_ID)),
-                    ICMP_DST_UNREACHABLE | ICMP_TIME_EXCEEDED | ICMP_PARAM_PROBLEM => {
-                        return self.inbound_error(ip, &h, now);
-                    }
-                    // Echo requests to the external address are the local
-                    // stage's; other types are not translated.
-                    _ => return Err(NatDrop::Unsupported),
-                }
-            }
-            NatProto::Tcp | NatProto::Udp => {
-                let min = if proto == NatProto::Tcp {
-                    TCP_MIN_HEADER
-                } else {
-                    UDP_HEADER
-                };
-                if l4.len() < min {
-                    return Err(NatDrop::Malformed);
-                }
-                (get16(l4, field::SRC_PORT), get16(l4, field::DST_PORT))
-            }
+        let (sport, dport) = match l4_ports(proto, l4, Way::In)? {
+            L4Ports::Ports(sport, dport) => (sport, dport),
+            L4Ports::IcmpError => return self.inbound_error(ip, &h, now),
         };
         match self.owner_of(dport) {
             None => return Err(NatDrop::NoMapping),
@@ -371,8 +327,7 @@ impl Nat {
     /// destination is the internal endpoint.
     fn outbound_error(&mut self, ip: &mut [u8], h: &Header, now: u64) -> Result<Outbound, NatDrop> {
         let q = Quote::parse(ip, h, Way::Out)?;
-        let hasher = self.table.hasher();
-        let owner = hasher.owner(hasher.hash(q.addr, q.port, q.proto.number()));
+        let owner = self.internal_owner(q.proto, q.addr, q.port);
         if owner != self.worker {
             return Ok(Outbound::HandOff { worker: owner });
         }
@@ -530,6 +485,48 @@ impl Quote {
             icmp_ck = checksum::update16(icmp_ck, old, new);
         }
         set16(icmp, field::ICMP_CHECKSUM, icmp_ck);
+    }
+}
+
+/// What the transport header of a packet crossing the NAT `way` holds.
+#[derive(Debug, Clone, Copy)]
+enum L4Ports {
+    /// Source and destination port; an echo's identifier stands for the
+    /// NAT-side one (the source outbound, the destination inbound), 0 for
+    /// the other.
+    Ports(u16, u16),
+    /// An ICMP error, translated through the packet it quotes.
+    IcmpError,
+}
+
+/// Reads the transport header `l4` of a whole (not quoted) packet of
+/// `proto` crossing the NAT `way`: a TCP or UDP header, an echo request
+/// going out or an echo reply coming in, or an ICMP error. Echo requests
+/// to the external address are the local stage's, and other ICMP types
+/// are not translated: unsupported.
+#[inline]
+fn l4_ports(proto: NatProto, l4: &[u8], way: Way) -> Result<L4Ports, NatDrop> {
+    let min = match proto {
+        NatProto::Tcp => TCP_MIN_HEADER,
+        NatProto::Udp => UDP_HEADER,
+        NatProto::Icmp => ICMP_HEADER,
+    };
+    if l4.len() < min {
+        return Err(NatDrop::Malformed);
+    }
+    if proto != NatProto::Icmp {
+        return Ok(L4Ports::Ports(
+            get16(l4, field::SRC_PORT),
+            get16(l4, field::DST_PORT),
+        ));
+    }
+    match (way, l4[0]) {
+        (Way::Out, ICMP_ECHO_REQUEST) => Ok(L4Ports::Ports(get16(l4, field::ICMP_ECHO_ID), 0)),
+        (Way::In, ICMP_ECHO_REPLY) => Ok(L4Ports::Ports(0, get16(l4, field::ICMP_ECHO_ID))),
+        (_, ICMP_DST_UNREACHABLE | ICMP_TIME_EXCEEDED | ICMP_PARAM_PROBLEM) => {
+            Ok(L4Ports::IcmpError)
+        }
+        _ => Err(NatDrop::Unsupported),
     }
 }
 
