@@ -46,16 +46,37 @@ async function check(name, fn) {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "patronus-dashboard-"));
   // launchPersistentContext: a fresh --user-data-dir of our own (Playwright
   // refuses the flag in args and sets it from this directory).
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: chromiumPath,
-    headless: true,
-    ignoreHTTPSErrors: insecure,
-    viewport: { width: 1400, height: 1000 },
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
+  // Chromium's own log goes to stderr, which Playwright keeps in the call
+  // log of a failed launch. A launch that does not answer is a failure;
+  // before it is reported, the Chromium processes' state says where they
+  // were stuck (seen once, under scripts/test --under-load: no answer on
+  // the DevTools pipe for 180 s, not reproduced since).
+  let context;
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: chromiumPath,
+      headless: true,
+      ignoreHTTPSErrors: insecure,
+      viewport: { width: 1400, height: 1000 },
+      timeout: 120000,
+      args: [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--enable-logging=stderr",
+      ],
+    });
+  } catch (err) {
+    try {
+      const ps = require("child_process").execSync(
+        "ps -eo pid,ppid,stat,wchan:32,etime,args --sort=pid | grep -E '[c]hrom' | cut -c1-220",
+        { encoding: "utf8" },
+      );
+      console.error(`dashboard-check: Chromium processes at the failed launch:\n${ps}`);
+    } catch (_) {
+      console.error("dashboard-check: no Chromium process left at the failed launch");
+    }
+    throw err;
+  }
   const errors = [];
   try {
     const page = context.pages()[0] || (await context.newPage());
